@@ -1,0 +1,255 @@
+"""Everything both DataLoader twins share that is not on the hot path.
+
+Argument validation, error messages, the load-function protocol and the slow
+paths of result handling live here once, so the two twins cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+__all__ = (
+    "LoadFunction",
+    "MAX_DISPATCH_WAITS",
+    "env_flag",
+)
+
+_K_contra = TypeVar("_K_contra", contravariant=True)
+_V_co = TypeVar("_V_co", covariant=True)
+
+#: How many extra loop iterations a dispatch may wait for more keys to arrive.
+#: Each wait happens only when keys arrived during the previous iteration, so a
+#: loader that keeps receiving keys still dispatches after this many iterations.
+MAX_DISPATCH_WAITS = 8
+
+_TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+_FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
+
+# The mapping methods a cache_map must have: the loader reads, writes, deletes,
+# tests membership, counts, and empties it.
+_CACHE_MAP_METHODS = ("__contains__", "__getitem__", "__setitem__", "__delitem__", "__len__", "clear")
+
+
+class LoadFunction(Protocol[_K_contra, _V_co]):
+    """The batch function: a list of keys in, one result per key out.
+
+    It returns a sequence of the same length and order as ``keys``, or a
+    mapping from key to result; an ``Exception`` instance as a result fails
+    only that key.
+    """
+
+    def __call__(
+        self, keys: list[_K_contra], /
+    ) -> Awaitable[Sequence[_V_co | BaseException] | Mapping[Any, _V_co | BaseException]]: ...
+
+
+def env_flag(name: str) -> bool:
+    """Read a boolean switch from the environment (``1/true/yes/on`` are true)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE_VALUES:
+        return True
+    if value in _FALSE_VALUES:
+        return False
+    raise ValueError(
+        f"environment variable {name}={os.environ[name]!r} is not a boolean: "
+        "use one of 1/true/yes/on or 0/false/no/off"
+    )
+
+
+# ---------------------------------------------------------------- construction
+
+
+def loader_name(load_fn: Any, name: str | None) -> str:
+    if name is not None:
+        return name
+    qualname = getattr(load_fn, "__qualname__", None)
+    if isinstance(qualname, str):
+        return qualname
+    return repr(load_fn)
+
+
+def validate_arguments(
+    load_fn: Any,
+    max_batch_size: Any,
+    cache: Any,
+    cache_map: Any,
+    cache_key_fn: Any,
+    name: Any,
+    loop: Any,
+) -> None:
+    """Raise a clear TypeError/ValueError for any bad constructor argument."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"DataLoader name must be a str or None, got {type(name).__name__}")
+    label = name if name is not None else getattr(load_fn, "__qualname__", None) or repr(load_fn)
+    if not callable(load_fn):
+        raise TypeError(
+            f"DataLoader {label!r}: load_fn must be an async callable taking a list of keys, "
+            f"got {type(load_fn).__name__} object {load_fn!r}"
+        )
+    if max_batch_size is not None:
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+            raise TypeError(
+                f"DataLoader {label!r}: max_batch_size must be an int >= 1 or None, "
+                f"got {type(max_batch_size).__name__} {max_batch_size!r}"
+            )
+        if max_batch_size < 1:
+            raise ValueError(
+                f"DataLoader {label!r}: max_batch_size must be an int >= 1 or None, got {max_batch_size!r}"
+            )
+    if not isinstance(cache, bool):
+        raise TypeError(f"DataLoader {label!r}: cache must be True or False, got {type(cache).__name__} {cache!r}")
+    if cache_map is not None:
+        missing = [method for method in _CACHE_MAP_METHODS if not hasattr(cache_map, method)]
+        if missing:
+            raise TypeError(
+                f"DataLoader {label!r}: cache_map must be a MutableMapping; "
+                f"{type(cache_map).__name__} has no {', '.join(missing)}"
+            )
+    if cache_key_fn is not None and not callable(cache_key_fn):
+        raise TypeError(
+            f"DataLoader {label!r}: cache_key_fn must be callable or None, got {type(cache_key_fn).__name__}"
+        )
+    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"DataLoader {label!r}: loop must be an asyncio event loop or None, got {type(loop).__name__}")
+
+
+def uses_timer_last_ordering(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a 0-delay timer on this loop runs after the iteration's ready callbacks.
+
+    asyncio's own loops append due timers behind the callbacks already queued,
+    so a timer scheduled now fires at the *end* of the next iteration. uvloop
+    (libuv) runs timers before the ready queue, so there a timer fires at the
+    *start* of the next iteration and the dispatch needs one ``call_soon`` hop
+    first to observe a whole iteration.
+    """
+    return isinstance(loop, asyncio.BaseEventLoop)
+
+
+# ---------------------------------------------------------------- loop binding
+
+
+def no_loop_error(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"DataLoader {name!r}: load() was called with no running event loop; call it from a "
+        "coroutine, or create the loader with loop=... to use it before the loop runs"
+    )
+
+
+def closed_loop_error(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"DataLoader {name!r}: its event loop is closed and no other event loop is running; "
+        "call load() from a coroutine on a running loop"
+    )
+
+
+def other_loop_error(name: str, busy: int) -> RuntimeError:
+    return RuntimeError(
+        f"DataLoader {name!r} is in use on another event loop ({busy} keys queued or in flight there); "
+        "a loader belongs to one event loop at a time: create one loader per loop (per request)"
+    )
+
+
+def entered_twice_error(name: str) -> RuntimeError:
+    return RuntimeError(f"DataLoader {name!r} is already entered by an 'async with' block; it cannot be re-entered")
+
+
+def unhashable_key_error(name: str, key: Any, error: TypeError) -> TypeError:
+    return TypeError(
+        f"DataLoader {name!r}: key {key!r} is unhashable ({error}); pass cache_key_fn=... "
+        "to map such keys to a hashable identity"
+    )
+
+
+def check_key_hashable(name: str, cache_key: Any, key: Any, error: TypeError) -> TypeError | None:
+    """After a TypeError from a cache or dict lookup, tell whether the key was the cause."""
+    try:
+        hash(cache_key)
+    except TypeError as hash_error:
+        return unhashable_key_error(name, key, hash_error)
+    return None
+
+
+# ---------------------------------------------------------------- load_fn results
+
+
+def not_awaitable_error(name: str, returned: Any) -> TypeError:
+    return TypeError(
+        f"DataLoader {name!r}: load_fn returned {type(returned).__name__}, not an awaitable; "
+        "load_fn must be an async function (declare it with 'async def')"
+    )
+
+
+def is_awaitable(value: Any) -> bool:
+    return inspect.isawaitable(value)
+
+
+def wrong_length_error(name: str, n_keys: int, n_results: int) -> ValueError:
+    return ValueError(
+        f"DataLoader {name!r}: load_fn returned {n_results} results for {n_keys} keys; "
+        "it must return exactly one result per key, in the order of the keys"
+    )
+
+
+def not_a_sequence_error(name: str, results: Any) -> TypeError:
+    return TypeError(
+        f"DataLoader {name!r}: load_fn must return a sequence (list, tuple) with one result per key, "
+        f"or a mapping from key to result; got {type(results).__name__}"
+    )
+
+
+def interrupted_error(name: str, interrupt: BaseException) -> RuntimeError:
+    error = RuntimeError(f"DataLoader {name!r}: load_fn was interrupted by {type(interrupt).__name__}")
+    error.__cause__ = interrupt
+    return error
+
+
+def results_as_list(name: str, keys: list[Any], lookup_keys: list[Any], results: Any) -> list[Any]:
+    """The slow path: turn a non-list/tuple result into a list, or raise TypeError/ValueError.
+
+    ``lookup_keys`` are what a mapping result is keyed by: the keys themselves,
+    or the cache keys when a cache_key_fn is set.
+    """
+    if isinstance(results, Mapping):
+        missing = _MISSING
+        out = []
+        for key, lookup_key in zip(keys, lookup_keys):
+            value = results.get(lookup_key, missing)
+            out.append(KeyError(key) if value is missing else value)
+        return out
+    if isinstance(results, (str, bytes, bytearray, memoryview)) or not isinstance(results, Sequence):
+        raise not_a_sequence_error(name, results)
+    results = list(results)
+    if len(results) != len(keys):
+        raise wrong_length_error(name, len(keys), len(results))
+    return results
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+# ---------------------------------------------------------------- repr / names
+
+
+def loader_repr(class_name: str, name: str, cached: int, queued: int, in_flight: int) -> str:
+    return f"<{class_name} {name!r} cached={cached} queued={queued} in_flight={in_flight}>"
+
+
+def task_name(name: str, counter: int) -> str:
+    return f"dloader:{name}:batch-{counter}"
+
+
+def shutdown_error_group(name: str, errors: list[Exception]) -> ExceptionGroup[Exception] | None:
+    if not errors:
+        return None
+    return ExceptionGroup(f"DataLoader {name!r}: load_fn raised while being cancelled by shutdown()", errors)

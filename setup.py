@@ -1,0 +1,105 @@
+"""Build the optional compiled DataLoader; all metadata lives in pyproject.toml.
+
+Switches (environment variables):
+  DLOADER_NO_EXTENSIONS=1       build the pure-Python package only
+  DLOADER_REQUIRE_EXTENSIONS=1  fail the build if the extension does not compile
+                                (also implied when running under cibuildwheel)
+  DLOADER_DEBUG_BUILD=1         -O0 -g and Cython's internal assertions
+  DLOADER_CYTHON_TRACE=1        line tracing, for coverage of the .pyx
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def env_flag(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+NO_EXTENSIONS = env_flag("DLOADER_NO_EXTENSIONS") or sys.implementation.name != "cpython"
+REQUIRE_EXTENSIONS = env_flag("DLOADER_REQUIRE_EXTENSIONS") or env_flag("CIBUILDWHEEL")
+DEBUG_BUILD = env_flag("DLOADER_DEBUG_BUILD")
+CYTHON_TRACE = env_flag("DLOADER_CYTHON_TRACE")
+IS_MSVC = sys.platform == "win32"
+
+
+class OptionalBuildExt(build_ext):
+    """Install the pure package with a warning when the extension cannot be compiled."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as error:
+            self._give_up(error)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as error:
+            self._give_up(error)
+
+    def _give_up(self, error):
+        if REQUIRE_EXTENSIONS:
+            raise
+        print(
+            f"WARNING: dloader's compiled extension failed to build ({error!r}); "
+            "installing the pure-Python implementation, which is slower but behaves identically.",
+            file=sys.stderr,
+        )
+
+
+def extensions():
+    if NO_EXTENSIONS:
+        print("dloader: building the pure-Python package (DLOADER_NO_EXTENSIONS)")
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        if REQUIRE_EXTENSIONS:
+            raise
+        print("WARNING: Cython is not available; building the pure-Python dloader", file=sys.stderr)
+        return []
+
+    macros = []
+    if CYTHON_TRACE:
+        macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+    if IS_MSVC:
+        compile_args = ["/Od", "/Zi"] if DEBUG_BUILD else ["/O2"]
+    else:
+        compile_args = ["-O0", "-g3", "-UNDEBUG"] if DEBUG_BUILD else ["-O2"]
+    if DEBUG_BUILD:
+        macros.append(("CYTHON_DEBUG", "1"))
+
+    directives = {
+        "language_level": "3",
+        "embedsignature": True,
+        "freethreading_compatible": True,
+        "boundscheck": DEBUG_BUILD,
+        "wraparound": False,
+        "linetrace": CYTHON_TRACE,
+    }
+    print(f"dloader: building the compiled extension ({'debug' if DEBUG_BUILD else 'release'} build)")
+    try:
+        return cythonize(
+        [
+            Extension(
+                "dloader._loader_c",
+                ["dloader/_loader_c.pyx"],
+                define_macros=macros,
+                extra_compile_args=compile_args,
+            )
+        ],
+        compiler_directives=directives,
+        gdb_debug=DEBUG_BUILD,
+        )
+    except Exception as error:  # a Cython compile error: same policy as a C compile error
+        if REQUIRE_EXTENSIONS:
+            raise
+        print(f"WARNING: cythonize failed ({error!r}); building the pure-Python dloader", file=sys.stderr)
+        return []
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
