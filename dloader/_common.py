@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -127,6 +128,20 @@ def uses_timer_last_ordering(loop: asyncio.AbstractEventLoop) -> bool:
     first to observe a whole iteration.
     """
     return isinstance(loop, asyncio.BaseEventLoop)
+
+
+# ---------------------------------------------------------------- batch tasks
+
+# Python 3.12+ starts a task eagerly: the batch's load_fn is called in the
+# dispatch callback itself instead of one loop iteration later.
+_EAGER_TASKS = sys.version_info >= (3, 12)
+
+
+def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> asyncio.Task[None]:
+    """Start a batch's coroutine in a named task, eagerly where the runtime allows."""
+    if _EAGER_TASKS:
+        return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
+    return loop.create_task(coroutine, name=name)
 
 
 # ---------------------------------------------------------------- loop binding
