@@ -144,6 +144,23 @@ def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> as
     return loop.create_task(coroutine, name=name)
 
 
+def constructor_signature() -> inspect.Signature:
+    """The constructor's signature, for the compiled class (whose __init__ is a slot)."""
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [
+            inspect.Parameter("load_fn", positional),
+            inspect.Parameter("max_batch_size", positional, default=None),
+            inspect.Parameter("cache", positional, default=True),
+            inspect.Parameter("loop", positional, default=None),
+            inspect.Parameter("cache_map", positional, default=None),
+            inspect.Parameter("cache_key_fn", keyword, default=None),
+            inspect.Parameter("name", keyword, default=None),
+        ]
+    )
+
+
 # ---------------------------------------------------------------- loop binding
 
 

@@ -1,0 +1,513 @@
+# cython: language_level=3, freethreading_compatible=True
+"""The compiled DataLoader: the hot path (queueing, batch assembly, resolution) in C.
+
+The twin of ``_loader_py.py``: same methods in the same order, same behaviour;
+the shared slow paths and messages live in ``_common``.
+"""
+
+cimport cython
+
+import asyncio
+from types import CoroutineType, GenericAlias
+
+from . import _common
+from ._common import MAX_DISPATCH_WAITS
+
+# Looked up once: the hot path calls these for every key or batch.
+cdef object _get_running_loop = asyncio.events._get_running_loop
+cdef object _current_task = asyncio.current_task
+cdef object CancelledError = asyncio.CancelledError
+cdef object InvalidStateError = asyncio.InvalidStateError
+cdef object _CoroutineType = CoroutineType
+cdef Py_ssize_t _MAX_DISPATCH_WAITS = MAX_DISPATCH_WAITS
+
+
+@cython.final
+cdef class _Collector:
+    """One load_many() call: its future and the result list it fills in place.
+
+    A waiter of a key is either a Future (from load) or a ``(collector, index)``
+    tuple (from load_many), so load_many needs no future per key.
+    """
+
+    def __cinit__(self, object future, list results, bint return_exceptions):
+        self.future = future
+        self.results = results
+        self.remaining = len(results)
+        self.return_exceptions = return_exceptions
+
+    cdef void deliver(self, Py_ssize_t index, object value) except *:
+        self.results[index] = value
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result(self.results)
+
+    cdef void fail(self, Py_ssize_t index, object error) except *:
+        if self.return_exceptions:
+            self.deliver(index, error)
+        elif not self.future.done():
+            self.future.set_exception(error)
+
+
+cdef inline bint _entry_is_live(list entry) except -1:
+    """Whether any waiter of a key still wants its value."""
+    for waiter in entry:
+        if type(waiter) is tuple:
+            if not (<_Collector>(<tuple>waiter)[0]).future.done():
+                return True
+        elif not waiter.done():
+            return True
+    return False
+
+
+cdef inline _fail_waiters(list entry, object error):
+    for waiter in entry:
+        if type(waiter) is tuple:
+            (<_Collector>(<tuple>waiter)[0]).fail(<Py_ssize_t>(<tuple>waiter)[1], error)
+        elif not waiter.done():
+            waiter.set_exception(error)
+
+
+cdef inline _cancel_waiters(list entry):
+    for waiter in entry:
+        if type(waiter) is tuple:
+            (<_Collector>(<tuple>waiter)[0]).future.cancel()
+        else:
+            waiter.cancel()
+
+
+cdef class DataLoader:
+    """Batches, de-duplicates and caches the loads of many concurrent callers.
+
+    ``load(key)`` returns a future at once; the keys requested while the event
+    loop is busy are collected and passed, in request order and each once, to a
+    single call of ``load_fn``, whose results resolve every caller's future and
+    (with ``cache=True``) are kept in ``cache_map``.
+    """
+
+    __class_getitem__ = classmethod(GenericAlias)
+    # The compiled __init__ is a slot wrapper with no introspectable signature.
+    __signature__ = _common.constructor_signature()
+
+    def __init__(
+        self,
+        load_fn,
+        max_batch_size=None,
+        cache=True,
+        loop=None,
+        cache_map=None,
+        *,
+        cache_key_fn=None,
+        name=None,
+    ):
+        _common.validate_arguments(load_fn, max_batch_size, cache, cache_map, cache_key_fn, name, loop)
+        self.load_fn = load_fn
+        self.max_batch_size = max_batch_size
+        self.cache = cache
+        self.cache_map = {} if cache_map is None else cache_map
+        self.cache_key_fn = cache_key_fn
+        self.name = _common.loader_name(load_fn, name)
+        self._loop = None
+        self._create_future = None
+        self._timer_last = True
+        # Queued keys (not dispatched yet), in request order: cache key -> waiters.
+        self._queue = {}
+        # With a cache_key_fn: cache key -> the original key, for load_fn.
+        self._queue_keys = {}
+        # Keys whose load_fn call is running and whose result may be cached.
+        self._in_flight = {}
+        self._dispatch_handle = None
+        self._dispatch_seen = 0
+        self._dispatch_waits = 0
+        self._batches = set()
+        self._batch_counter = 0
+        self._closing = False
+        self._shutdown_errors = []
+        self._entered = False
+        if loop is not None:
+            self._bind(loop)
+
+    # ------------------------------------------------------------ public API
+
+    def load(self, key):
+        """Return a future of the value for ``key``, batched with concurrent loads."""
+        cdef object loop = self._loop
+        cdef object cache_key
+        cdef object entry
+        cdef object future
+        cdef dict queue
+        if _get_running_loop() is not loop or loop is None:
+            loop = self._loop_for_call()
+        cache_key_fn = self.cache_key_fn
+        cache_key = key if cache_key_fn is None else cache_key_fn(key)
+        try:
+            if self.cache:
+                cache_map = self.cache_map
+                if cache_key in cache_map:
+                    future = self._create_future()
+                    future.set_result(cache_map[cache_key])
+                    return future
+            entry = self._queue.get(cache_key)
+            if entry is None:
+                entry = self._in_flight.get(cache_key)
+        except TypeError as error:
+            raise self._key_error(cache_key, key, error) from None
+        future = self._create_future()
+        if entry is None:
+            queue = self._queue
+            if not queue:
+                self._schedule_dispatch(loop)
+            queue[cache_key] = [future]
+            if cache_key_fn is not None:
+                self._queue_keys[cache_key] = key
+        else:
+            (<list>entry).append(future)
+        return future
+
+    def load_many(self, keys, *, return_exceptions=False):
+        """Return one future of the values for ``keys``, in order, duplicates kept.
+
+        It fails with the first key that fails, unless ``return_exceptions`` is
+        true: then failed positions hold the exception instead.
+        """
+        cdef object loop = self._loop
+        cdef list key_list
+        cdef list cache_keys
+        cdef list results
+        cdef list missing
+        cdef Py_ssize_t index = 0
+        cdef Py_ssize_t count
+        cdef _Collector collector
+        cdef dict queue
+        cdef dict in_flight
+        cdef object entry
+        if _get_running_loop() is not loop or loop is None:
+            loop = self._loop_for_call()
+        key_list = list(keys)
+        count = len(key_list)
+        cache_key_fn = self.cache_key_fn
+        cache_keys = key_list if cache_key_fn is None else [cache_key_fn(key) for key in key_list]
+        future = self._create_future()
+        results = [None] * count
+        collector = _Collector(future, results, return_exceptions)
+        # First pass: answer cache hits and check every key, so a bad key leaves nothing queued.
+        missing = []
+        try:
+            if self.cache:
+                cache_map = self.cache_map
+                for index in range(count):
+                    cache_key = cache_keys[index]
+                    if cache_key in cache_map:
+                        results[index] = cache_map[cache_key]
+                        collector.remaining -= 1
+                    else:
+                        missing.append(index)
+            else:
+                for index in range(count):
+                    hash(cache_keys[index])
+                missing = list(range(count))
+        except TypeError as error:
+            raise self._key_error(cache_keys[index], key_list[index], error) from None
+        queue = self._queue
+        in_flight = self._in_flight
+        for item in missing:
+            index = item
+            cache_key = cache_keys[index]
+            entry = queue.get(cache_key)
+            if entry is None:
+                entry = in_flight.get(cache_key)
+            if entry is None:
+                if not queue:
+                    self._schedule_dispatch(loop)
+                queue[cache_key] = [(collector, index)]
+                if cache_key_fn is not None:
+                    self._queue_keys[cache_key] = key_list[index]
+            else:
+                (<list>entry).append((collector, index))
+        if collector.remaining == 0:
+            future.set_result(results)
+        return future
+
+    def clear(self, key):
+        """Forget the cached value of ``key``; a running fetch of it is detached."""
+        cache_key = self._cache_key(key)
+        try:
+            del self.cache_map[cache_key]
+        except KeyError:
+            pass
+        self._in_flight.pop(cache_key, None)
+
+    def clear_many(self, keys):
+        """Forget the cached values of ``keys``; running fetches of them are detached."""
+        for key in keys:
+            self.clear(key)
+
+    def clear_all(self):
+        """Empty the cache; every running fetch is detached."""
+        self.cache_map.clear()
+        self._in_flight.clear()
+
+    def prime(self, key, value):
+        """Store ``value`` for ``key`` (overwriting); a running fetch of it is detached."""
+        cache_key = self._cache_key(key)
+        self.cache_map[cache_key] = value
+        self._in_flight.pop(cache_key, None)
+
+    def prime_many(self, data):
+        """Store every key-value pair of ``data``, as ``prime`` does."""
+        for key, value in data.items():
+            self.prime(key, value)
+
+    async def shutdown(self):
+        """Cancel the scheduled dispatch, running batches and every pending future.
+
+        Waits for the batches to finish and returns an ExceptionGroup of the
+        exceptions (other than cancellation) that load_fn raised while being
+        cancelled, or None. Idempotent; the loader stays usable.
+        """
+        handle = self._dispatch_handle
+        if handle is not None:
+            handle.cancel()
+            self._dispatch_handle = None
+        queue = self._queue
+        self._queue = {}
+        self._queue_keys = {}
+        for entry in queue.values():
+            _cancel_waiters(entry)
+        for entry in self._in_flight.values():
+            _cancel_waiters(entry)
+        batches = list(self._batches)
+        errors = []
+        self._shutdown_errors = errors
+        self._closing = True
+        try:
+            for task in batches:
+                task.cancel()
+            for task in batches:
+                try:
+                    await task
+                except CancelledError:
+                    pass
+        finally:
+            self._closing = False
+        return _common.shutdown_error_group(self.name, errors)
+
+    async def __aenter__(self):
+        if self._entered:
+            raise _common.entered_twice_error(self.name)
+        self._entered = True
+        if self._loop is None:
+            self._loop_for_call()
+        return self
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        self._entered = False
+        await self.shutdown()
+
+    def __repr__(self):
+        return _common.loader_repr(
+            type(self).__name__, self.name, len(self.cache_map), len(self._queue), len(self._in_flight)
+        )
+
+    # ------------------------------------------------------------ loop binding
+
+    cdef _bind(self, object loop):
+        self._loop = loop
+        self._create_future = loop.create_future
+        self._timer_last = _common.uses_timer_last_ordering(loop)
+
+    cdef object _loop_for_call(self):
+        """The slow path of load(): bind, rebind, or explain why the loop is wrong."""
+        running = _get_running_loop()
+        loop = self._loop
+        if running is None:
+            if loop is None:
+                raise _common.no_loop_error(self.name)
+            if loop.is_closed():
+                raise _common.closed_loop_error(self.name)
+            return loop
+        if loop is not None and running is not loop:
+            busy = len(self._queue) + len(self._in_flight) + len(self._batches)
+            if busy:
+                raise _common.other_loop_error(self.name, busy)
+        self._bind(running)
+        return running
+
+    # ------------------------------------------------------------ keys
+
+    cdef object _cache_key(self, object key):
+        cache_key_fn = self.cache_key_fn
+        return key if cache_key_fn is None else cache_key_fn(key)
+
+    cdef object _key_error(self, object cache_key, object key, object error):
+        return _common.check_key_hashable(self.name, cache_key, key, error) or error
+
+    # ------------------------------------------------------------ dispatch
+
+    cdef _schedule_dispatch(self, object loop):
+        # The caller queues the first key right after this.
+        self._dispatch_seen = 1
+        self._dispatch_waits = 0
+        if self._timer_last:
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
+        else:
+            self._dispatch_handle = loop.call_soon(self._dispatch_hop)
+
+    def _dispatch_hop(self):
+        # On loops that run timers before ready callbacks (uvloop), a 0-delay
+        # timer set from a ready callback fires after that whole iteration.
+        loop = self._loop
+        self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
+
+    def _dispatch_check(self):
+        """Runs after a loop iteration: wait one more while keys keep arriving."""
+        cdef Py_ssize_t queued = len(self._queue)
+        if queued > self._dispatch_seen and self._dispatch_waits < _MAX_DISPATCH_WAITS:
+            self._dispatch_seen = queued
+            self._dispatch_waits += 1
+            loop = self._loop
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
+            return
+        self._dispatch_handle = None
+        self._dispatch()
+
+    cdef _dispatch(self):
+        """Send every queued key with a live waiter, in batches of max_batch_size."""
+        cdef dict queue = self._queue
+        cdef dict queue_keys
+        cdef list cache_keys
+        cdef list entries
+        cdef list keys
+        cdef Py_ssize_t count, size, start, stop
+        self._queue = {}
+        cache_keys = list(queue)
+        entries = list(queue.values())
+        for entry in entries:
+            first = (<list>entry)[0]
+            if type(first) is tuple or first.done():
+                if not _entry_is_live(<list>entry):
+                    cache_keys, entries = self._drop_dead_keys(queue)
+                    break
+        if self.cache_key_fn is None:
+            keys = cache_keys
+        else:
+            queue_keys = self._queue_keys
+            self._queue_keys = {}
+            keys = [queue_keys[cache_key] for cache_key in cache_keys]
+        count = len(cache_keys)
+        if not count:
+            return
+        self._in_flight.update(zip(cache_keys, entries))
+        if self.max_batch_size is None or count <= <Py_ssize_t>self.max_batch_size:
+            self._start_batch(keys, cache_keys, entries)
+        else:
+            size = self.max_batch_size
+            for start in range(0, count, size):
+                stop = start + size
+                self._start_batch(keys[start:stop], cache_keys[start:stop], entries[start:stop])
+
+    cdef tuple _drop_dead_keys(self, dict queue):
+        cdef list cache_keys = []
+        cdef list entries = []
+        for cache_key, entry in queue.items():
+            if _entry_is_live(<list>entry):
+                cache_keys.append(cache_key)
+                entries.append(entry)
+        return cache_keys, entries
+
+    cdef _start_batch(self, list keys, list cache_keys, list entries):
+        self._batch_counter += 1
+        name = _common.task_name(self.name, self._batch_counter)
+        task = _common.start_task(self._loop, self._run_batch(keys, cache_keys, entries), name)
+        if not task.done():
+            self._batches.add(task)
+
+    # ------------------------------------------------------------ batches
+
+    async def _run_batch(self, list keys, list cache_keys, list entries):
+        """Call load_fn once and answer every waiter of the batch, whatever happens."""
+        try:
+            try:
+                # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
+                awaitable = self.load_fn(list(keys))
+                if type(awaitable) is not _CoroutineType and not _common.is_awaitable(awaitable):
+                    raise _common.not_awaitable_error(self.name, awaitable)
+                results = await awaitable
+            except CancelledError:
+                self._cancel_entries(cache_keys, entries)
+                raise
+            except Exception as error:
+                self._fail_entries(cache_keys, entries, error)
+                if self._closing:
+                    self._shutdown_errors.append(error)
+                return
+            except BaseException as interrupt:  # KeyboardInterrupt, SystemExit: fail, then propagate
+                self._fail_entries(cache_keys, entries, _common.interrupted_error(self.name, interrupt))
+                raise
+            try:
+                self._resolve(keys, cache_keys, entries, results)
+            except Exception as error:  # a bad result shape: raised before any waiter is answered
+                self._fail_entries(cache_keys, entries, error)
+        finally:
+            self._batches.discard(_current_task())
+
+    cdef _resolve(self, list keys, list cache_keys, list entries, object results):
+        cdef dict in_flight
+        cdef object cache_map
+        cdef Py_ssize_t index, count = len(entries)
+        cdef list entry
+        cdef list values
+        if type(results) is list:
+            values = <list>results
+        elif type(results) is tuple:
+            values = list(<tuple>results)
+        else:
+            values = _common.results_as_list(
+                self.name, keys, keys if self.cache_key_fn is None else cache_keys, results
+            )
+        if len(values) != count:
+            raise _common.wrong_length_error(self.name, count, len(values))
+        in_flight = self._in_flight
+        cache_map = self.cache_map if self.cache else None
+        for index in range(count):
+            cache_key = cache_keys[index]
+            entry = <list>entries[index]
+            value = values[index]
+            attached = in_flight.pop(cache_key, None)
+            if attached is not entry:
+                if attached is not None:  # a newer fetch of this key: not ours to touch
+                    in_flight[cache_key] = attached
+                attached = None
+            if isinstance(value, Exception):
+                _fail_waiters(entry, value)
+                continue
+            if attached is not None and cache_map is not None:
+                try:
+                    cache_map[cache_key] = value
+                except Exception as error:  # a custom cache_map refused it: fail this key only
+                    _fail_waiters(entry, error)
+                    continue
+            for waiter in entry:
+                if type(waiter) is tuple:
+                    (<_Collector>(<tuple>waiter)[0]).deliver(<Py_ssize_t>(<tuple>waiter)[1], value)
+                else:
+                    try:
+                        waiter.set_result(value)
+                    except InvalidStateError:  # that caller cancelled: nobody else is affected
+                        pass
+
+    cdef _fail_entries(self, list cache_keys, list entries, object error):
+        self._detach(cache_keys, entries)
+        for entry in entries:
+            _fail_waiters(<list>entry, error)
+
+    cdef _cancel_entries(self, list cache_keys, list entries):
+        self._detach(cache_keys, entries)
+        for entry in entries:
+            _cancel_waiters(<list>entry)
+
+    cdef _detach(self, list cache_keys, list entries):
+        cdef dict in_flight = self._in_flight
+        for cache_key, entry in zip(cache_keys, entries):
+            if in_flight.get(cache_key) is entry:
+                del in_flight[cache_key]
