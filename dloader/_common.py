@@ -7,10 +7,12 @@ paths of result handling live here once, so the two twins cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import sys
-from collections.abc import Awaitable, Mapping, Sequence
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = (
@@ -31,8 +33,8 @@ _TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 
 # The mapping methods a cache_map must have: the loader reads, writes, deletes,
-# tests membership, counts, and empties it.
-_CACHE_MAP_METHODS = ("__contains__", "__getitem__", "__setitem__", "__delitem__", "__len__", "clear")
+# tests membership, counts, and empties it; `keys` tells a mapping from a list.
+_CACHE_MAP_METHODS = ("__contains__", "__getitem__", "__setitem__", "__delitem__", "__len__", "clear", "keys")
 
 
 class LoadFunction(Protocol[_K_contra, _V_co]):
@@ -138,10 +140,105 @@ _EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> asyncio.Task[None]:
-    """Start a batch's coroutine in a named task, eagerly where the runtime allows."""
+    """Start a batch's coroutine in a named task, running its first step now.
+
+    Its first step calls load_fn; running it in the dispatch callback instead of
+    one loop iteration later is what lets a lone load cost no more iterations
+    than a task created at load() time (dloader 0.1.1's design).
+    """
     if _EAGER_TASKS:
         return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
-    return loop.create_task(coroutine, name=name)
+    if asyncio.current_task(loop) is not None:  # only reachable from loop callbacks; be safe
+        return loop.create_task(coroutine, name=name)
+    eager = _EagerStart(coroutine)
+    context = contextvars.copy_context()
+    task = asyncio.Task(eager, loop=loop, name=name, context=context)
+    # The first step runs inside the task, as 3.12's eager_start does: current_task()
+    # is the batch task (asyncio.timeout() works in load_fn), in the task's context.
+    _enter_task(loop, task)
+    try:
+        context.run(eager.first_step)
+    finally:
+        _leave_task(loop, task)
+    if eager.interrupt is not None:
+        raise eager.interrupt
+    return task
+
+
+class _EagerStart(Coroutine[Any, Any, Any]):
+    """Python 3.11's eager task start: a coroutine whose first step already ran.
+
+    The task's own first step then continues where that left off: it finishes
+    at once if the coroutine did, waits on the future the coroutine is blocked
+    on, or resumes it right away after a bare yield or an already-done future.
+    """
+
+    __slots__ = ("coroutine", "state", "value", "interrupt")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self.coroutine = coroutine
+        self.state = _NOT_STARTED
+        self.value: Any = None
+        self.interrupt: BaseException | None = None
+
+    def first_step(self) -> None:
+        try:
+            self.value = self.coroutine.send(None)
+            self.state = _SUSPENDED
+        except StopIteration as stop:
+            self.state = _RETURNED
+            self.value = stop.value
+        except (KeyboardInterrupt, SystemExit) as interrupt:  # propagates now, as with eager_start
+            self.state = _RAISED
+            self.value = asyncio.CancelledError()
+            self.interrupt = interrupt
+        except BaseException as error:
+            self.state = _RAISED
+            self.value = error
+
+    def send(self, value: Any) -> Any:
+        state = self.state
+        if state is _RUNNING:
+            return self.coroutine.send(value)
+        self.state = _RUNNING
+        if state is _RETURNED:
+            raise StopIteration(self.value)
+        if state is _RAISED:
+            error, self.value = self.value, None
+            raise error
+        blocked_on, self.value = self.value, None
+        if blocked_on is None or blocked_on.done():
+            if blocked_on is not None:
+                blocked_on._asyncio_future_blocking = False
+            return self.coroutine.send(None)
+        return blocked_on  # the task now waits on the future the coroutine yielded
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:  # type: ignore[override]
+        if self.state is _SUSPENDED:  # cancelled before the task's first step
+            self.state = _RUNNING
+            blocked_on, self.value = self.value, None
+            if blocked_on is not None:
+                blocked_on.cancel()
+        elif self.state is not _RUNNING:
+            self.state = _RUNNING
+            self.value = None
+            self.coroutine.close()
+        if val is None and tb is None:
+            return self.coroutine.throw(typ)
+        return self.coroutine.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self.coroutine.close()
+
+    def __await__(self) -> Any:  # pragma: no cover - only ever driven by its task
+        raise TypeError("_EagerStart is driven by its task, not awaited")
+
+
+_NOT_STARTED = "not started"
+_SUSPENDED = "suspended"
+_RETURNED = "returned"
+_RAISED = "raised"
+_RUNNING = "running"
 
 
 def constructor_signature() -> inspect.Signature:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import dloader
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -21,13 +24,15 @@ def test_quick_start_runs_and_prints_what_the_readme_shows(tmp_path: Path) -> No
     code, expected = _quick_start()
     script = tmp_path / "quick_start.py"
     script.write_text(code, encoding="utf-8")
-    # -P: the installed dloader, not a source tree that happens to be the cwd.
+    # The script imports the very dloader under test (the installed one in CI).
+    env = {**os.environ, "PYTHONPATH": str(Path(dloader.__file__).resolve().parent.parent)}
     completed = subprocess.run(
         [sys.executable, "-P", "-W", "error", str(script)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
+        env=env,
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == expected
