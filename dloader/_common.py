@@ -7,6 +7,7 @@ paths of result handling live here once, so the two twins cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import inspect
 import os
@@ -120,16 +121,21 @@ def validate_arguments(
         raise TypeError(f"DataLoader {label!r}: loop must be an asyncio event loop or None, got {type(loop).__name__}")
 
 
-def uses_timer_last_ordering(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether a 0-delay timer on this loop runs after the iteration's ready callbacks.
+def ready_queue(loop: asyncio.AbstractEventLoop) -> Any:
+    """asyncio's queue of ready callbacks, or None where a loop does not expose one.
 
-    asyncio's own loops append due timers behind the callbacks already queued,
-    so a timer scheduled now fires at the *end* of the next iteration. uvloop
-    (libuv) runs timers before the ready queue, so there a timer fires at the
-    *start* of the next iteration and the dispatch needs one ``call_soon`` hop
-    first to observe a whole iteration.
+    On asyncio's own loops the dispatch reads it to tell whether anything else
+    could still run (and queue keys) before the next I/O; it also implies that a
+    0-delay timer fires after the callbacks queued before it (asyncio appends due
+    timers behind them), which is what the dispatch's end-of-iteration checks use.
+    uvloop turns a 0-delay timer into call_soon and exposes no queue, so there
+    the checks are plain FIFO hops.
     """
-    return isinstance(loop, asyncio.BaseEventLoop)
+    if isinstance(loop, asyncio.BaseEventLoop):
+        ready = getattr(loop, "_ready", None)
+        if isinstance(ready, collections.deque):
+            return ready
+    return None
 
 
 # ---------------------------------------------------------------- batch tasks
@@ -139,15 +145,18 @@ def uses_timer_last_ordering(loop: asyncio.AbstractEventLoop) -> bool:
 _EAGER_TASKS = sys.version_info >= (3, 12)
 
 
-def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> asyncio.Task[None]:
+def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> asyncio.Task[None] | None:
     """Start a batch's coroutine in a named task, running its first step now.
+
+    Returns the task while the coroutine is still running, None once it finished.
 
     Its first step calls load_fn; running it in the dispatch callback instead of
     one loop iteration later is what lets a lone load cost no more iterations
     than a task created at load() time (dloader 0.1.1's design).
     """
     if _EAGER_TASKS:
-        return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
+        task = asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
+        return None if task.done() else task
     if asyncio.current_task(loop) is not None:  # only reachable from loop callbacks; be safe
         return loop.create_task(coroutine, name=name)
     eager = _EagerStart(coroutine)
@@ -162,7 +171,8 @@ def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> as
         _leave_task(loop, task)
     if eager.interrupt is not None:
         raise eager.interrupt
-    return task
+    # The coroutine may be finished although the task is not done until its next step.
+    return task if eager.state is _SUSPENDED else None
 
 
 class _EagerStart(Coroutine[Any, Any, Any]):

@@ -24,7 +24,7 @@ cdef class DataLoader:
     cdef public str name
     cdef object _loop
     cdef object _create_future
-    cdef bint _timer_last
+    cdef object _ready
     cdef dict _queue
     cdef dict _queue_keys
     cdef dict _in_flight

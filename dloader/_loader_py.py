@@ -96,7 +96,7 @@ class DataLoader(Generic[_K, _V]):
         "name",
         "_loop",
         "_create_future",
-        "_timer_last",
+        "_ready",
         "_queue",
         "_queue_keys",
         "_in_flight",
@@ -138,7 +138,7 @@ class DataLoader(Generic[_K, _V]):
         self.name = _common.loader_name(load_fn, name)
         self._loop: AbstractEventLoop | None = None
         self._create_future: Callable[[], Future[Any]] | None = None
-        self._timer_last = True
+        self._ready = None
         # Queued keys (not dispatched yet), in request order: cache key -> waiters.
         self._queue: dict[Any, list[Any]] = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
@@ -332,7 +332,7 @@ class DataLoader(Generic[_K, _V]):
     def _bind(self, loop: AbstractEventLoop) -> None:
         self._loop = loop
         self._create_future = loop.create_future
-        self._timer_last = _common.uses_timer_last_ordering(loop)
+        self._ready = _common.ready_queue(loop)
 
     def _loop_for_call(self) -> AbstractEventLoop:
         """The slow path of load(): bind, rebind, or explain why the loop is wrong."""
@@ -366,21 +366,36 @@ class DataLoader(Generic[_K, _V]):
         # The caller queues the first key right after this.
         self._dispatch_seen = 1
         self._dispatch_waits = 0
-        if self._timer_last:
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
-        else:
+        ready = self._ready
+        if ready is None or not ready:
+            # uvloop, or an asyncio loop with nothing else to run: hop once, then look.
             self._dispatch_handle = loop.call_soon(self._dispatch_hop)
+        else:
+            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
 
     def _dispatch_hop(self) -> None:
-        # On loops that run timers before ready callbacks (uvloop), a 0-delay
-        # timer set from a ready callback fires after that whole iteration.
+        """One loop iteration after the first key: dispatch now if the loop is idle."""
+        ready = self._ready
+        if ready is not None and not ready:
+            # Nothing else is ready to run, so no key can arrive before the next I/O.
+            self._dispatch_handle = None
+            self._dispatch()
+            return
+        # From here on, watch whole iterations: on asyncio a 0-delay timer fires after the
+        # callbacks queued before it; on uvloop it is a call_soon that runs after them.
         loop = self._loop
         self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)  # type: ignore[union-attr]
 
     def _dispatch_check(self) -> None:
         """Runs after a loop iteration: wait one more while keys keep arriving."""
         queued = len(self._queue)
-        if queued > self._dispatch_seen and self._dispatch_waits < MAX_DISPATCH_WAITS:
+        ready = self._ready
+        if (
+            queued > self._dispatch_seen
+            and self._dispatch_waits < MAX_DISPATCH_WAITS
+            and (ready is None or ready)  # an idle asyncio loop can bring no more keys
+        ):
             self._dispatch_seen = queued
             self._dispatch_waits += 1
             loop = self._loop
@@ -432,7 +447,7 @@ class DataLoader(Generic[_K, _V]):
         self._batch_counter += 1
         name = _common.task_name(self.name, self._batch_counter)
         task = _common.start_task(self._loop, self._run_batch(keys, cache_keys, entries), name)  # type: ignore[arg-type]
-        if not task.done():
+        if task is not None:
             self._batches.add(task)
 
     # ------------------------------------------------------------ batches
@@ -462,7 +477,7 @@ class DataLoader(Generic[_K, _V]):
             except Exception as error:  # a bad result shape: raised before any waiter is answered
                 self._fail_entries(cache_keys, entries, error)
         finally:
-            self._batches.discard(_current_task())  # type: ignore[arg-type]
+            self._batches.discard(_current_task(self._loop))  # type: ignore[arg-type]
 
     def _resolve(self, keys: list[Any], cache_keys: list[Any], entries: list[list[Any]], results: Any) -> None:
         if type(results) is not list and type(results) is not tuple:
