@@ -572,7 +572,7 @@ cdef class DataLoader:
                 if type(awaitable) is not _CoroutineType and not _common.is_awaitable(awaitable):
                     raise _common.not_awaitable_error(self.name, awaitable)
                 results = await awaitable
-            except CancelledError:
+            except (CancelledError, GeneratorExit):  # GeneratorExit: the task was garbage collected
                 self._cancel_entries(cache_keys, entries)
                 raise
             except Exception as error:
