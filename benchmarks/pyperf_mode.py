@@ -1,0 +1,157 @@
+"""pyperf mode: one pyperf benchmark per scenario × loop × implementation, run in worker processes.
+
+Names look like ``gather-uvloop-python``; ``-o FILE`` writes pyperf JSON for
+``python -m pyperf compare_to old.json new.json``. Values are seconds per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._cli import (
+    RUN_SCRIPT,
+    _flatten,
+    add_options,
+    describe_dloader,
+    forwarded_options,
+    loop_factories,
+    print_environment,
+    resolve_implementations,
+    select_dloader,
+)
+
+
+def _runner_defaults(argv: Sequence[str]) -> dict[str, Any]:
+    """pyperf.Runner takes its defaults at construction, before it parses the command line."""
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--quick", action="store_true")
+    pre_parser.add_argument("--smoke", action="store_true")
+    known = pre_parser.parse_known_args(argv)[0]
+    if known.smoke:
+        return {"processes": 1, "values": 1, "warmups": 1, "loops": 1}
+    if known.quick:
+        # Fixed loops: no calibration process; one worker per benchmark.
+        return {"processes": 1, "values": 3, "warmups": 1, "loops": 8}
+    return {}
+
+
+def _bench_function(scenario: Any, impl: Any) -> Any:
+    expected = scenario.expected()
+    checked = []
+
+    async def bench() -> None:
+        if not checked:
+            if not impl.available():
+                raise RuntimeError(f"{impl.name} unavailable in the worker: {impl.skip_reason}")
+            # As in paired mode: what the imports allocated is never scanned again, so a
+            # peer with a big import graph (strawberry) is not charged for collecting it.
+            gc.collect()
+            gc.freeze()
+            result = await scenario.run(scenario.prepare(impl))
+            if result != expected:
+                raise AssertionError(f"{scenario.name} / {impl.name}: wrong result")
+            checked.append(True)
+            return
+        await scenario.run(scenario.prepare(impl))
+
+    return bench
+
+
+def run_pyperf(argv: Sequence[str]) -> int:
+    import pyperf
+
+    from .implementations import FLOOR, OLD, make_implementations
+    from .paired import Settings, run_paired
+    from .report import format_table
+    from .scenarios import Memory, make_scenarios
+
+    runner = pyperf.Runner(program_args=(str(RUN_SCRIPT),),
+                           add_cmdline_args=lambda cmd, args: cmd.extend(forwarded_options(args)),
+                           **_runner_defaults(argv))
+    add_options(runner.argparser)
+    args = runner.parse_args(list(argv))
+    # Workers get a clean environment; these change what is measured or where 0.1.1 lives.
+    args.inherit_environ = [*(args.inherit_environ or []), "DLOADER_BENCH_CACHE",
+                            "DLOADER_NO_EXTENSIONS", "VIRTUAL_ENV"]
+    choice = select_dloader(args.source_tree)
+    n = args.n_keys or (100 if args.smoke else 1000)
+    scenarios = [s for s in make_scenarios(_flatten(args.scenario), n) if not isinstance(s, Memory)]
+    memory_wanted = [s for s in make_scenarios(_flatten(args.scenario), n) if isinstance(s, Memory)]
+    messages: list[str] = []
+    loops = loop_factories(args.loop, messages)
+
+    info = describe_dloader(choice)
+    if args.worker:
+        # The parent passed the implementations it found; import only the one this worker runs.
+        impls = make_implementations(_flatten(args.impl))
+    else:
+        impls, skipped, missing = resolve_implementations(
+            _flatten(args.impl), _flatten(args.require), paired=False)
+        messages += skipped
+        args.impl = [[impl.name for impl in impls]]  # forwarded: workers register the same list
+        print_environment(info, impls, [name for name, _ in loops])
+        for message in messages:
+            print(message)
+        if missing:
+            print(f"error: required implementation(s) unavailable: {', '.join(missing)}",
+                  file=sys.stderr)
+            return 2
+        # Correctness first, in this process: one paired round of every scenario (memory
+        # included, since it cannot be a pyperf timing), so a wrong result fails the run.
+        check = run_paired(loops, [*scenarios, *memory_wanted], impls,
+                           Settings(n=n, rounds=1, warmup=0, inner=1, memory_repeats=2),
+                           progress=lambda line: None)
+        if check.failures:
+            print(f"CORRECTNESS FAILURES ({len(check.failures)}):", file=sys.stderr)
+            for failure in check.failures:
+                print(f"  {failure}", file=sys.stderr)
+            return 1
+        print("correctness check passed; pyperf values are seconds per key", flush=True)
+
+    medians: dict[tuple[str, str, str], float] = {}
+    for loop_name, factory in loops:
+        for scenario in scenarios:
+            for impl in impls:
+                name = f"{scenario.name}-{loop_name}-{impl.name}"
+                benchmark = runner.bench_async_func(
+                    name, _bench_function(scenario, impl), loop_factory=factory,
+                    inner_loops=scenario.key_count(),
+                    metadata={"description": f"{scenario.description}; {impl.description}",
+                              "dloader_keys": scenario.key_count(),
+                              "dloader_file": str(info.get("dloader_file")),
+                              "dloader_implementation": str(info.get("dloader_IMPLEMENTATION"))})
+                if benchmark is not None and not args.worker:
+                    medians[(loop_name, scenario.name, impl.name)] = benchmark.median() * 1e9
+
+    if args.worker:
+        return 0
+    _print_summary(medians, [name for name, _ in loops], scenarios, impls, FLOOR, OLD)
+    if memory_wanted:
+        print(format_table(check, [s.name for s in memory_wanted], [i.name for i in impls]))
+    return 0
+
+
+def _print_summary(medians: dict[tuple[str, str, str], float], loops: list[str],
+                   scenarios: list[Any], impls: list[Any], floor: str, old: str) -> None:
+    """Ratios of pyperf medians (not per-round ratios: pyperf runs each benchmark apart)."""
+    for loop in loops:
+        print()
+        print(f"loop={loop}  pyperf medians, ns per key; ratios of medians")
+        header = f"{'scenario':<11} {'implementation':<14} {'ns/key':>9}  {'x floor':>8} {'x 0.1.1':>8}"
+        print(header)
+        print("-" * len(header))
+        for scenario in scenarios:
+            reference_floor = medians.get((loop, scenario.name, floor))
+            reference_old = medians.get((loop, scenario.name, old))
+            for impl in impls:
+                value = medians.get((loop, scenario.name, impl.name))
+                if value is None:
+                    continue
+                to_floor = f"{value / reference_floor:.2f}" if reference_floor else "-"
+                to_old = f"{value / reference_old:.2f}" if reference_old else "-"
+                print(f"{scenario.name:<11} {impl.name:<14} {value:>9.1f}  {to_floor:>8} {to_old:>8}")
+            print()
