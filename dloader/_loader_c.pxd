@@ -28,6 +28,7 @@ cdef class DataLoader:
     cdef dict _queue
     cdef dict _queue_keys
     cdef dict _in_flight
+    cdef dict _more_waiters
     cdef object _dispatch_handle
     cdef Py_ssize_t _dispatch_seen
     cdef Py_ssize_t _dispatch_waits
@@ -44,9 +45,12 @@ cdef class DataLoader:
     cdef object _key_error(self, object cache_key, object key, object error)
     cdef _schedule_dispatch(self, object loop)
     cdef _dispatch(self)
+    cdef bint _is_live(self, object entry) except -1
     cdef tuple _drop_dead_keys(self, dict queue)
     cdef _start_batch(self, list keys, list cache_keys, list entries)
     cdef _resolve(self, list keys, list cache_keys, list entries, object results)
     cdef _fail_entries(self, list cache_keys, list entries, object error)
     cdef _cancel_entries(self, list cache_keys, list entries)
+    cdef _fail_entry(self, object entry, object error)
+    cdef _cancel_entry(self, object entry)
     cdef _detach(self, list cache_keys, list entries)

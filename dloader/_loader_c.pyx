@@ -29,6 +29,7 @@ cdef object CancelledError = asyncio.CancelledError
 cdef object InvalidStateError = asyncio.InvalidStateError
 cdef object _CoroutineType = CoroutineType
 cdef Py_ssize_t _MAX_DISPATCH_WAITS = MAX_DISPATCH_WAITS
+cdef object _MISSING = object()
 cdef object _Task = asyncio.Task
 cdef object _copy_context = contextvars.copy_context
 cdef bint _NATIVE_EAGER_TASKS = sys.version_info >= (3, 12)
@@ -61,31 +62,39 @@ cdef class _Collector:
             self.future.set_exception(error)
 
 
-cdef inline bint _entry_is_live(list entry) except -1:
-    """Whether any waiter of a key still wants its value."""
-    for waiter in entry:
-        if type(waiter) is tuple:
-            if not (<_Collector>(<tuple>waiter)[0]).future.done():
-                return True
-        elif not waiter.done():
-            return True
-    return False
+# A key's waiters: the first one is stored bare (in the queue and in-flight dicts);
+# any others wait in DataLoader._more_waiters under that first waiter. Most keys
+# have one waiter, so most keys cost no list.
 
 
-cdef inline _fail_waiters(list entry, object error):
-    for waiter in entry:
-        if type(waiter) is tuple:
-            (<_Collector>(<tuple>waiter)[0]).fail(<Py_ssize_t>(<tuple>waiter)[1], error)
-        elif not waiter.done():
-            waiter.set_exception(error)
+cdef inline bint _waiter_done(object waiter) except -1:
+    if type(waiter) is tuple:
+        return (<_Collector>(<tuple>waiter)[0]).future.done()
+    return waiter.done()
 
 
-cdef inline _cancel_waiters(list entry):
-    for waiter in entry:
-        if type(waiter) is tuple:
-            (<_Collector>(<tuple>waiter)[0]).future.cancel()
-        else:
-            waiter.cancel()
+cdef inline _deliver(object waiter, object value):
+    if type(waiter) is tuple:
+        (<_Collector>(<tuple>waiter)[0]).deliver(<Py_ssize_t>(<tuple>waiter)[1], value)
+    else:
+        try:
+            waiter.set_result(value)
+        except InvalidStateError:  # that caller cancelled: nobody else is affected
+            pass
+
+
+cdef inline _fail(object waiter, object error):
+    if type(waiter) is tuple:
+        (<_Collector>(<tuple>waiter)[0]).fail(<Py_ssize_t>(<tuple>waiter)[1], error)
+    elif not waiter.done():
+        waiter.set_exception(error)
+
+
+cdef inline _cancel(object waiter):
+    if type(waiter) is tuple:
+        (<_Collector>(<tuple>waiter)[0]).future.cancel()
+    else:
+        waiter.cancel()
 
 
 cdef object _start_task(object loop, object coroutine, str name):
@@ -231,12 +240,14 @@ cdef class DataLoader:
         self._loop = None
         self._create_future = None
         self._ready = None
-        # Queued keys (not dispatched yet), in request order: cache key -> waiters.
+        # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
         self._queue = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
         self._queue_keys = {}
         # Keys whose load_fn call is running and whose result may be cached.
         self._in_flight = {}
+        # A key's first waiter -> the waiters that joined it.
+        self._more_waiters = {}
         self._dispatch_handle = None
         self._dispatch_seen = 0
         self._dispatch_waits = 0
@@ -264,7 +275,13 @@ cdef class DataLoader:
         try:
             if self.cache:
                 cache_map = self.cache_map
-                if cache_key in cache_map:
+                if type(cache_map) is dict:  # the default: one lookup for hit or miss
+                    value = (<dict>cache_map).get(cache_key, _MISSING)
+                    if value is not _MISSING:
+                        future = self._create_future()
+                        future.set_result(value)
+                        return future
+                elif cache_key in cache_map:
                     future = self._create_future()
                     future.set_result(cache_map[cache_key])
                     return future
@@ -278,11 +295,15 @@ cdef class DataLoader:
             queue = self._queue
             if not queue:
                 self._schedule_dispatch(loop)
-            queue[cache_key] = [future]
+            queue[cache_key] = future
             if cache_key_fn is not None:
                 self._queue_keys[cache_key] = key
         else:
-            (<list>entry).append(future)
+            more = self._more_waiters.get(entry)
+            if more is None:
+                self._more_waiters[entry] = [future]
+            else:
+                (<list>more).append(future)
         return future
 
     def load_many(self, keys, *, return_exceptions=False):
@@ -340,11 +361,15 @@ cdef class DataLoader:
             if entry is None:
                 if not queue:
                     self._schedule_dispatch(loop)
-                queue[cache_key] = [(collector, index)]
+                queue[cache_key] = (collector, index)
                 if cache_key_fn is not None:
                     self._queue_keys[cache_key] = key_list[index]
             else:
-                (<list>entry).append((collector, index))
+                more = self._more_waiters.get(entry)
+                if more is None:
+                    self._more_waiters[entry] = [(collector, index)]
+                else:
+                    (<list>more).append((collector, index))
         if collector.remaining == 0:
             future.set_result(results)
         return future
@@ -394,9 +419,12 @@ cdef class DataLoader:
         self._queue = {}
         self._queue_keys = {}
         for entry in queue.values():
-            _cancel_waiters(entry)
+            self._cancel_entry(entry)
         for entry in self._in_flight.values():
-            _cancel_waiters(entry)
+            # Their batches are cancelled below and drop the joined waiters themselves.
+            _cancel(entry)
+            for waiter in self._more_waiters.get(entry, ()):
+                _cancel(waiter)
         batches = list(self._batches)
         errors = []
         self._shutdown_errors = errors
@@ -520,9 +548,9 @@ cdef class DataLoader:
         cache_keys = list(queue)
         entries = list(queue.values())
         for entry in entries:
-            first = (<list>entry)[0]
-            if type(first) is tuple or first.done():
-                if not _entry_is_live(<list>entry):
+            # Cheap test on the first waiter; a done one may still have live joiners.
+            if _waiter_done(entry):
+                if not self._is_live(entry):
                     cache_keys, entries = self._drop_dead_keys(queue)
                     break
         if self.cache_key_fn is None:
@@ -545,13 +573,24 @@ cdef class DataLoader:
                 stop = start + size
                 self._start_batch(keys[start:stop], cache_keys[start:stop], entries[start:stop])
 
+    cdef bint _is_live(self, object entry) except -1:
+        """Whether any waiter of a key still wants its value."""
+        if not _waiter_done(entry):
+            return True
+        for waiter in self._more_waiters.get(entry, ()):
+            if not _waiter_done(waiter):
+                return True
+        return False
+
     cdef tuple _drop_dead_keys(self, dict queue):
         cdef list cache_keys = []
         cdef list entries = []
         for cache_key, entry in queue.items():
-            if _entry_is_live(<list>entry):
+            if self._is_live(entry):
                 cache_keys.append(cache_key)
                 entries.append(entry)
+            else:
+                self._more_waiters.pop(entry, None)
         return cache_keys, entries
 
     cdef _start_batch(self, list keys, list cache_keys, list entries):
@@ -592,9 +631,9 @@ cdef class DataLoader:
 
     cdef _resolve(self, list keys, list cache_keys, list entries, object results):
         cdef dict in_flight
+        cdef dict more_waiters
         cdef object cache_map
         cdef Py_ssize_t index, count = len(entries)
-        cdef list entry
         cdef list values
         if type(results) is list:
             values = <list>results
@@ -607,10 +646,11 @@ cdef class DataLoader:
         if len(values) != count:
             raise _common.wrong_length_error(self.name, count, len(values))
         in_flight = self._in_flight
+        more_waiters = self._more_waiters
         cache_map = self.cache_map if self.cache else None
         for index in range(count):
             cache_key = cache_keys[index]
-            entry = <list>entries[index]
+            entry = entries[index]
             value = values[index]
             attached = in_flight.pop(cache_key, None)
             if attached is not entry:
@@ -618,32 +658,46 @@ cdef class DataLoader:
                     in_flight[cache_key] = attached
                 attached = None
             if PyExceptionInstance_Check(value) and isinstance(value, Exception):  # a flag test first
-                _fail_waiters(entry, value)
+                self._fail_entry(entry, value)
                 continue
             if attached is not None and cache_map is not None:
                 try:
                     cache_map[cache_key] = value
                 except Exception as error:  # a custom cache_map refused it: fail this key only
-                    _fail_waiters(entry, error)
+                    self._fail_entry(entry, error)
                     continue
-            for waiter in entry:
-                if type(waiter) is tuple:
-                    (<_Collector>(<tuple>waiter)[0]).deliver(<Py_ssize_t>(<tuple>waiter)[1], value)
-                else:
-                    try:
-                        waiter.set_result(value)
-                    except InvalidStateError:  # that caller cancelled: nobody else is affected
-                        pass
+            if type(entry) is tuple:
+                (<_Collector>(<tuple>entry)[0]).deliver(<Py_ssize_t>(<tuple>entry)[1], value)
+            else:
+                try:
+                    entry.set_result(value)
+                except InvalidStateError:  # that caller cancelled: nobody else is affected
+                    pass
+            if more_waiters:
+                more = more_waiters.pop(entry, None)
+                if more is not None:
+                    for waiter in <list>more:
+                        _deliver(waiter, value)
 
     cdef _fail_entries(self, list cache_keys, list entries, object error):
         self._detach(cache_keys, entries)
         for entry in entries:
-            _fail_waiters(<list>entry, error)
+            self._fail_entry(entry, error)
 
     cdef _cancel_entries(self, list cache_keys, list entries):
         self._detach(cache_keys, entries)
         for entry in entries:
-            _cancel_waiters(<list>entry)
+            self._cancel_entry(entry)
+
+    cdef _fail_entry(self, object entry, object error):
+        _fail(entry, error)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _fail(waiter, error)
+
+    cdef _cancel_entry(self, object entry):
+        _cancel(entry)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _cancel(waiter)
 
     cdef _detach(self, list cache_keys, list entries):
         cdef dict in_flight = self._in_flight

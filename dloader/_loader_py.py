@@ -51,31 +51,37 @@ class _Collector:
             self.future.set_exception(error)
 
 
-def _entry_is_live(entry: list[Any]) -> bool:
-    """Whether any waiter of a key still wants its value."""
-    for waiter in entry:
-        if type(waiter) is tuple:
-            if not waiter[0].future.done():
-                return True
-        elif not waiter.done():
-            return True
-    return False
+# A key's waiters: the first one is stored bare (in the queue and in-flight dicts);
+# any others wait in DataLoader._more_waiters under that first waiter. Most keys
+# have one waiter, so most keys cost no list.
 
 
-def _fail_waiters(entry: list[Any], error: BaseException) -> None:
-    for waiter in entry:
-        if type(waiter) is tuple:
-            waiter[0].fail(waiter[1], error)
-        elif not waiter.done():
-            waiter.set_exception(error)
+def _waiter_done(waiter: Any) -> bool:
+    return waiter[0].future.done() if type(waiter) is tuple else waiter.done()  # type: ignore[no-any-return]
 
 
-def _cancel_waiters(entry: list[Any]) -> None:
-    for waiter in entry:
-        if type(waiter) is tuple:
-            waiter[0].future.cancel()
-        else:
-            waiter.cancel()
+def _deliver(waiter: Any, value: Any) -> None:
+    if type(waiter) is tuple:
+        waiter[0].deliver(waiter[1], value)
+    else:
+        try:
+            waiter.set_result(value)
+        except InvalidStateError:  # that caller cancelled: nobody else is affected
+            pass
+
+
+def _fail(waiter: Any, error: BaseException) -> None:
+    if type(waiter) is tuple:
+        waiter[0].fail(waiter[1], error)
+    elif not waiter.done():
+        waiter.set_exception(error)
+
+
+def _cancel(waiter: Any) -> None:
+    if type(waiter) is tuple:
+        waiter[0].future.cancel()
+    else:
+        waiter.cancel()
 
 
 class DataLoader(Generic[_K, _V]):
@@ -100,6 +106,7 @@ class DataLoader(Generic[_K, _V]):
         "_queue",
         "_queue_keys",
         "_in_flight",
+        "_more_waiters",
         "_dispatch_handle",
         "_dispatch_seen",
         "_dispatch_waits",
@@ -139,12 +146,14 @@ class DataLoader(Generic[_K, _V]):
         self._loop: AbstractEventLoop | None = None
         self._create_future: Callable[[], Future[Any]] | None = None
         self._ready = None
-        # Queued keys (not dispatched yet), in request order: cache key -> waiters.
-        self._queue: dict[Any, list[Any]] = {}
+        # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
+        self._queue: dict[Any, Any] = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
         self._queue_keys: dict[Any, Any] = {}
         # Keys whose load_fn call is running and whose result may be cached.
-        self._in_flight: dict[Any, list[Any]] = {}
+        self._in_flight: dict[Any, Any] = {}
+        # A key's first waiter -> the waiters that joined it.
+        self._more_waiters: dict[Any, list[Any]] = {}
         self._dispatch_handle: Any = None
         self._dispatch_seen = 0
         self._dispatch_waits = 0
@@ -182,11 +191,15 @@ class DataLoader(Generic[_K, _V]):
             queue = self._queue
             if not queue:
                 self._schedule_dispatch(loop)
-            queue[cache_key] = [future]
+            queue[cache_key] = future
             if cache_key_fn is not None:
                 self._queue_keys[cache_key] = key
         else:
-            entry.append(future)
+            more = self._more_waiters.get(entry)
+            if more is None:
+                self._more_waiters[entry] = [future]
+            else:
+                more.append(future)
         return future
 
     def load_many(self, keys: Iterable[_K], *, return_exceptions: bool = False) -> Future[list[_V]]:
@@ -232,11 +245,15 @@ class DataLoader(Generic[_K, _V]):
             if entry is None:
                 if not queue:
                     self._schedule_dispatch(loop)
-                queue[cache_key] = [(collector, index)]
+                queue[cache_key] = (collector, index)
                 if cache_key_fn is not None:
                     self._queue_keys[cache_key] = keys[index]
             else:
-                entry.append((collector, index))
+                more = self._more_waiters.get(entry)
+                if more is None:
+                    self._more_waiters[entry] = [(collector, index)]
+                else:
+                    more.append((collector, index))
         if collector.remaining == 0:
             future.set_result(results)
         return future
@@ -286,9 +303,12 @@ class DataLoader(Generic[_K, _V]):
         self._queue = {}
         self._queue_keys = {}
         for entry in queue.values():
-            _cancel_waiters(entry)
+            self._cancel_entry(entry)
         for entry in self._in_flight.values():
-            _cancel_waiters(entry)
+            # Their batches are cancelled below and drop the joined waiters themselves.
+            _cancel(entry)
+            for waiter in self._more_waiters.get(entry, ()):
+                _cancel(waiter)
         batches = list(self._batches)
         errors: list[Exception] = []
         self._shutdown_errors = errors
@@ -411,9 +431,9 @@ class DataLoader(Generic[_K, _V]):
         cache_keys = list(queue)
         entries = list(queue.values())
         for entry in entries:
-            first = entry[0]
-            if type(first) is tuple or first.done():
-                if not _entry_is_live(entry):
+            # Cheap test on the first waiter; a done one may still have live joiners.
+            if entry[0].future.done() if type(entry) is tuple else entry.done():
+                if not self._is_live(entry):
                     cache_keys, entries = self._drop_dead_keys(queue)
                     break
         if self.cache_key_fn is None:
@@ -434,16 +454,24 @@ class DataLoader(Generic[_K, _V]):
                 stop = start + size
                 self._start_batch(keys[start:stop], cache_keys[start:stop], entries[start:stop])
 
-    def _drop_dead_keys(self, queue: dict[Any, list[Any]]) -> tuple[list[Any], list[list[Any]]]:
+    def _is_live(self, entry: Any) -> bool:
+        """Whether any waiter of a key still wants its value."""
+        if not _waiter_done(entry):
+            return True
+        return not all(map(_waiter_done, self._more_waiters.get(entry, ())))
+
+    def _drop_dead_keys(self, queue: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
         cache_keys = []
         entries = []
         for cache_key, entry in queue.items():
-            if _entry_is_live(entry):
+            if self._is_live(entry):
                 cache_keys.append(cache_key)
                 entries.append(entry)
+            else:
+                self._more_waiters.pop(entry, None)
         return cache_keys, entries
 
-    def _start_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[list[Any]]) -> None:
+    def _start_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
         self._batch_counter += 1
         name = _common.task_name(self.name, self._batch_counter)
         task = _common.start_task(self._loop, self._run_batch(keys, cache_keys, entries), name)  # type: ignore[arg-type]
@@ -452,7 +480,7 @@ class DataLoader(Generic[_K, _V]):
 
     # ------------------------------------------------------------ batches
 
-    async def _run_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[list[Any]]) -> None:
+    async def _run_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
         """Call load_fn once and answer every waiter of the batch, whatever happens."""
         try:
             try:
@@ -479,7 +507,7 @@ class DataLoader(Generic[_K, _V]):
         finally:
             self._batches.discard(_current_task(self._loop))  # type: ignore[arg-type]
 
-    def _resolve(self, keys: list[Any], cache_keys: list[Any], entries: list[list[Any]], results: Any) -> None:
+    def _resolve(self, keys: list[Any], cache_keys: list[Any], entries: list[Any], results: Any) -> None:
         if type(results) is not list and type(results) is not tuple:
             results = _common.results_as_list(
                 self.name, keys, keys if self.cache_key_fn is None else cache_keys, results
@@ -487,6 +515,7 @@ class DataLoader(Generic[_K, _V]):
         elif len(results) != len(entries):
             raise _common.wrong_length_error(self.name, len(entries), len(results))
         in_flight = self._in_flight
+        more_waiters = self._more_waiters
         cache_map = self.cache_map if self.cache else None
         for cache_key, entry, value in zip(cache_keys, entries, results):
             attached = in_flight.pop(cache_key, None)
@@ -495,34 +524,48 @@ class DataLoader(Generic[_K, _V]):
                     in_flight[cache_key] = attached
                 attached = None
             if isinstance(value, Exception):
-                _fail_waiters(entry, value)
+                self._fail_entry(entry, value)
                 continue
             if attached is not None and cache_map is not None:
                 try:
                     cache_map[cache_key] = value
                 except Exception as error:  # a custom cache_map refused it: fail this key only
-                    _fail_waiters(entry, error)
+                    self._fail_entry(entry, error)
                     continue
-            for waiter in entry:
-                if type(waiter) is tuple:
-                    waiter[0].deliver(waiter[1], value)
-                else:
-                    try:
-                        waiter.set_result(value)
-                    except InvalidStateError:  # that caller cancelled: nobody else is affected
-                        pass
+            if type(entry) is tuple:
+                entry[0].deliver(entry[1], value)
+            else:
+                try:
+                    entry.set_result(value)
+                except InvalidStateError:  # that caller cancelled: nobody else is affected
+                    pass
+            if more_waiters:
+                more = more_waiters.pop(entry, None)
+                if more is not None:
+                    for waiter in more:
+                        _deliver(waiter, value)
 
-    def _fail_entries(self, cache_keys: list[Any], entries: list[list[Any]], error: BaseException) -> None:
+    def _fail_entries(self, cache_keys: list[Any], entries: list[Any], error: BaseException) -> None:
         self._detach(cache_keys, entries)
         for entry in entries:
-            _fail_waiters(entry, error)
+            self._fail_entry(entry, error)
 
-    def _cancel_entries(self, cache_keys: list[Any], entries: list[list[Any]]) -> None:
+    def _cancel_entries(self, cache_keys: list[Any], entries: list[Any]) -> None:
         self._detach(cache_keys, entries)
         for entry in entries:
-            _cancel_waiters(entry)
+            self._cancel_entry(entry)
 
-    def _detach(self, cache_keys: list[Any], entries: list[list[Any]]) -> None:
+    def _fail_entry(self, entry: Any, error: BaseException) -> None:
+        _fail(entry, error)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _fail(waiter, error)
+
+    def _cancel_entry(self, entry: Any) -> None:
+        _cancel(entry)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _cancel(waiter)
+
+    def _detach(self, cache_keys: list[Any], entries: list[Any]) -> None:
         in_flight = self._in_flight
         for cache_key, entry in zip(cache_keys, entries):
             if in_flight.get(cache_key) is entry:
