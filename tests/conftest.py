@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio.plugin
+
 
 try:
     import uvloop
@@ -130,20 +130,9 @@ LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "uvloop": _uvloop_factory,
 }
 
-if hasattr(pytest_asyncio.plugin, "PytestAsyncioSpecs"):  # pytest-asyncio >= 1.4
-
-    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-        return LOOP_FACTORIES
-
-else:  # pytest-asyncio 1.0-1.3: the (then undeprecated) policy fixture is the hook
-
-    @pytest.fixture(scope="session", params=list(LOOP_FACTORIES))
-    def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-        if request.param == "uvloop":
-            if uvloop is None:
-                pytest.skip("uvloop is not installed on this platform")
-            return uvloop.EventLoopPolicy()
-        return asyncio.DefaultEventLoopPolicy()
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test runs once per loop factory (pytest-asyncio >= 1.4)."""
+    return LOOP_FACTORIES
 
 
 @pytest.fixture(params=list(LOOP_FACTORIES))

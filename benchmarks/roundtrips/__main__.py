@@ -1,0 +1,306 @@
+"""Command line: ``python -m benchmarks.roundtrips [--quick]`` from the repository root."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .data import build_database
+from .impls import Impl, available_impls, default_cache_dir
+from .queries import Query, build_queries
+from .runner import Cell, Executor, LoneLoad, available_executors, diagnose_cell, lone_load_iterations, run_matrix
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.roundtrips",
+        description="Round trips (load_fn calls) per loader in real GraphQL queries, for dloader and its peers.",
+    )
+    parser.add_argument("--quick", action="store_true", help="one run per cell, no warm-up (well under 60 s)")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per cell (default 5, --quick 1)")
+    parser.add_argument("--impls", default="", help="comma-separated implementation names (default: all)")
+    parser.add_argument("--loops", default=",".join(LOOPS), help="asyncio,uvloop")
+    parser.add_argument("--executors", default="", help="graphql-core,strawberry (default: all available)")
+    parser.add_argument("--queries", default="", help="comma-separated query names (default: all)")
+    parser.add_argument("--requests", default="1,5", help="concurrent requests per cell (default 1,5)")
+    parser.add_argument("--latency-ms", default="0,1", help="simulated round-trip latency per batch (default 0,1)")
+    parser.add_argument("--peer-cache", default=None, help=f"where dloader 0.1.1 is cached (default {default_cache_dir()})")
+    parser.add_argument("--json", default=None, help="also write every cell to this JSON file")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if dloader misses the minimum anywhere or a lone load is slower than 0.1.1"
+    )
+    return parser.parse_args(argv)
+
+
+def _select(items: Sequence[Any], wanted: str, what: str) -> list[Any]:
+    if not wanted:
+        return list(items)
+    names = [w.strip() for w in wanted.split(",") if w.strip()]
+    by_name = {item.name: item for item in items}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(by_name)})")
+    return [by_name[n] for n in names]
+
+
+def format_cell(cell: Cell) -> str:
+    if cell.error:
+        return "error"
+    mark = " " if cell.at_minimum else "!"
+    if not cell.data_ok:
+        mark = "≠"
+    return f"{cell.total:>3}{mark}{cell.sql:>4} {cell.seconds * 1000:>7.2f}"
+
+
+def print_tables(cells: list[Cell], impls: list[Impl], queries: list[Query], out: Any) -> None:
+    by_key = {(c.key.loop, c.key.executor, c.key.query, c.key.requests, c.key.latency_ms, c.key.impl): c for c in cells}
+    groups = sorted({(c.key.loop, c.key.executor) for c in cells}, key=lambda g: (LOOPS.index(g[0]), g[1]))
+    settings = sorted({(c.key.requests, c.key.latency_ms) for c in cells})
+    width = 17
+    for loop, executor in groups:
+        print(f"\n### loop={loop}  executor={executor}", file=out)
+        header = f"{'query':<12} {'req':>3} {'lat':>4} {'min':>4} |" + "|".join(f"{i.name:^{width}}" for i in impls)
+        print(header, file=out)
+        sub = f"{'':<12} {'':>3} {'ms':>4} {'':>4} |" + "|".join(f"{'rt  sql      ms':^{width}}" for _ in impls)
+        print(sub, file=out)
+        print("-" * len(header), file=out)
+        for query in queries:
+            for requests, latency in settings:
+                row = [by_key.get((loop, executor, query.name, requests, latency, i.name)) for i in impls]
+                present = [c for c in row if c is not None]
+                if not present:
+                    continue
+                minimum = present[0].minimum_total
+                text = "|".join(f"{format_cell(c) if c else '-':^{width}}" for c in row)
+                print(f"{query.name:<12} {requests:>3} {latency:>4g} {minimum:>4} |{text}", file=out)
+
+
+def print_deviations(cells: list[Cell], out: Any) -> None:
+    off = [c for c in cells if not c.at_minimum]
+    if not off:
+        print("\nEvery implementation made exactly the minimum number of round trips in every cell.", file=out)
+        return
+    print("\nCells above the minimum (loader: made/minimum, all requests together):", file=out)
+    for c in sorted(off, key=lambda c: (c.key.impl, c.key.query, c.key.loop, c.key.executor, c.key.requests, c.key.latency_ms)):
+        k = c.key
+        if c.error:
+            detail = c.error
+        else:
+            detail = ", ".join(
+                f"{loader} {c.round_trips.get(loader, 0)}/{n}"
+                for loader, n in c.minimum.items()
+                if c.round_trips.get(loader, 0) != n
+            )
+            if len(c.round_trip_totals) > 1:
+                detail += f" (totals varied across repetitions: {sorted(c.round_trip_totals)})"
+            if not c.data_ok:
+                detail += " DATA MISMATCH"
+        print(
+            f"  {k.impl:<15} {k.query:<12} {k.loop:<7} {k.executor:<12} req={k.requests} lat={k.latency_ms:g}ms: {detail}",
+            file=out,
+        )
+
+
+def print_summary(cells: list[Cell], impls: list[Impl], out: Any) -> None:
+    print("\nSummary (all cells): cells at the minimum, round trips made / minimum", file=out)
+    for impl in impls:
+        mine = [c for c in cells if c.key.impl == impl.name]
+        exact = sum(c.at_minimum for c in mine)
+        made = sum(c.total for c in mine)
+        minimum = sum(c.minimum_total for c in mine)
+        print(f"  {impl.name:<15} {exact:>3}/{len(mine):<3} cells   {made:>5} / {minimum:<5} round trips", file=out)
+
+
+def _fmt_counter(counter: Any) -> str:
+    return ", ".join(f"{k}×{v}" if len(counter) > 1 else f"{k}" for k, v in sorted(counter.items()))
+
+
+def print_lone(lone: dict[tuple[str, str], LoneLoad], impls: list[Impl], loops: list[str], out: Any) -> None:
+    print(
+        "\nLone `await loader.load(k)` (30 distinct keys, load_fn returns at once): event-loop iterations"
+        "\nfrom the call to load_fn / to the caller resuming (exact per-iteration counter); [call_soon ticker]",
+        file=out,
+    )
+    print(f"{'implementation':<15} " + " ".join(f"{loop:>22}" for loop in loops), file=out)
+    for impl in impls:
+        parts = []
+        for loop in loops:
+            r = lone.get((impl.name, loop))
+            text = (
+                f"{_fmt_counter(r.to_batch)} / {_fmt_counter(r.to_resume)} [{_fmt_counter(r.ticker_to_resume)}]"
+                if r
+                else "-"
+            )
+            parts.append(f"{text:>22}")
+        print(f"{impl.name:<15} " + " ".join(parts), file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = sys.stdout
+    reps = args.reps if args.reps is not None else (1 if args.quick else 5)
+    started = time.perf_counter()
+
+    from pathlib import Path
+
+    impls_all = available_impls(Path(args.peer_cache) if args.peer_cache else None)
+    for impl in impls_all:
+        if not impl.available:
+            print(f"note: {impl.name} unavailable ({impl.missing})", file=out)
+    impls = [i for i in _select(impls_all, args.impls, "implementation") if i.available]
+    executors_all, skipped = available_executors()
+    for note in skipped:
+        print(f"note: {note}", file=out)
+    executors: list[Executor] = _select(executors_all, args.executors, "executor")
+    from .graphql_core_schema import build_graphql_core_schema
+
+    queries = _select(list(build_queries(build_graphql_core_schema())), args.queries, "query")
+    requests_options = [int(x) for x in args.requests.split(",")]
+    latencies = [float(x) for x in args.latency_ms.split(",")]
+    loops = [name.strip() for name in args.loops.split(",") if name.strip()]
+    for name in loops:
+        if name not in LOOPS:
+            raise SystemExit(f"unknown loop {name!r}")
+    if "uvloop" in loops:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            print("note: uvloop not installed, skipping it", file=out)
+            loops.remove("uvloop")
+
+    import dloader
+
+    print(
+        f"dloader {dloader.__version__} (dloader.DataLoader is the {dloader.IMPLEMENTATION} twin); "
+        f"python {sys.version.split()[0]}; implementations: "
+        + ", ".join(f"{i.name} {i.version}" for i in impls),
+        file=out,
+    )
+    print("\nQueries and the minimum round trips per request (one per loader per dependency level):", file=out)
+    for q in queries:
+        print(f"  {q.name:<12} {q.about}", file=out)
+        print(f"  {'':<12} {q.text}", file=out)
+        print(f"  {'':<12} minimum: {q.minimum}", file=out)
+
+    db = build_database()
+    reference: dict[str, Any] = {}
+    cells: list[Cell] = []
+    lone: dict[tuple[str, str], LoneLoad] = {}
+    diagnostics: list[str] = []
+
+    for loop_name in loops:
+        print(f"\nrunning on {loop_name} ", end="", file=out, flush=True)
+
+        async def on_loop(loop_name: str = loop_name) -> None:
+            for impl in impls:
+                assert impl.make is not None
+                lone[(impl.name, loop_name)] = await lone_load_iterations(impl.make)
+            loop_cells = await run_matrix(
+                loop_name,
+                db,
+                impls,
+                executors,
+                queries,
+                requests_options,
+                latencies,
+                reps,
+                reference,
+                progress=lambda s: print(s, end="", file=out, flush=True),
+                warmup=0 if args.quick else 1,
+            )
+            cells.extend(loop_cells)
+            by_name = {i.name: i for i in impls}
+            ex_by_name = {e.name: e for e in executors}
+            q_by_name = {q.name: q for q in queries}
+            for cell in loop_cells:
+                if cell.key.impl.startswith("dloader-") and cell.key.impl[8:] in {"cython", "python"}:
+                    if not cell.at_minimum and not cell.error:
+                        k = cell.key
+                        text = await diagnose_cell(
+                            db, by_name[k.impl], ex_by_name[k.executor], q_by_name[k.query], k.requests, k.latency_ms
+                        )
+                        diagnostics.append(
+                            f"{k.impl} {k.query} loop={k.loop} executor={k.executor} requests={k.requests} "
+                            f"latency={k.latency_ms:g}ms\n{text}"
+                        )
+
+        with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+            runner.run(on_loop())
+    print(file=out)
+
+    print_tables(cells, impls, queries, out)
+    print(
+        "\nrt = round trips (load_fn calls, all requests of the cell), '!' = not exactly the minimum for every loader,"
+        "\n'≠' = result differs from the reference; sql = statements (root SELECTs + one per batch);"
+        f" ms = median wall time of {reps} timed run(s) of the whole cell.",
+        file=out,
+    )
+    print_deviations(cells, out)
+    print_summary(cells, impls, out)
+    print_lone(lone, impls, loops, out)
+
+    failures: list[str] = []
+    if diagnostics:
+        print("\nDLOADER DISPATCH SHORTFALL (batch logs; iteration = loop iteration since the request started):", file=out)
+        for text in diagnostics:
+            print(text, file=out)
+        failures.append("dloader above the minimum")
+    peer = f"dloader-{'0.1.1'}"
+    for impl in impls:
+        if impl.name.startswith("dloader-") and impl.name != peer:
+            for loop_name in loops:
+                ours, theirs = lone.get((impl.name, loop_name)), lone.get((peer, loop_name))
+                if ours and theirs and max(ours.to_resume) > max(theirs.to_resume):
+                    failures.append(f"{impl.name} lone load slower than {peer} on {loop_name}")
+    for failure in failures:
+        print(f"FAIL: {failure}", file=out)
+
+    if args.json:
+        payload = {
+            "cells": [
+                {
+                    **vars(c.key),
+                    "minimum": c.minimum,
+                    "round_trips": c.round_trips,
+                    "sql": c.sql,
+                    "seconds": c.seconds,
+                    "at_minimum": c.at_minimum,
+                    "data_ok": c.data_ok,
+                    "error": c.error,
+                }
+                for c in cells
+            ],
+            "lone_load": [
+                {
+                    "impl": i,
+                    "loop": lp,
+                    "to_batch": dict(r.to_batch),
+                    "to_resume": dict(r.to_resume),
+                    "ticker_to_resume": dict(r.ticker_to_resume),
+                }
+                for (i, lp), r in lone.items()
+            ],
+        }
+        with open(args.json, "w") as handle:
+            json.dump(payload, handle, indent=1)
+    print(f"\n(total {time.perf_counter() - started:.1f} s)", file=out)
+    return 1 if (args.check and failures) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

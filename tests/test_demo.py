@@ -1,0 +1,85 @@
+"""``python -m dloader.demo``: runs in-process, batches, gives equal results, explains a missing extra."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("graphql")
+
+import dloader  # noqa: E402
+from dloader import demo  # noqa: E402
+
+# The demo query touches 4 loaders, each at one dependency level: root SELECT + 4 batches.
+EXPECTED_STATEMENTS_WITH_DLOADER = 5
+
+
+def _statements(output: str, label: str) -> int:
+    match = re.search(rf"^{label}\s+(\d+)\s+[\d.]+ ms$", output, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{output}"
+    return int(match.group(1))
+
+
+def test_main_prints_counts_timings_and_equality(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main(["--latency-ms", "0"]) == 0
+    output = capsys.readouterr().out
+    with_dloader = _statements(output, "with dloader")
+    without = _statements(output, "without dloader")
+    assert with_dloader == EXPECTED_STATEMENTS_WITH_DLOADER
+    assert without > 20 * with_dloader
+    assert "results equal: yes" in output
+    assert "authors 1, books_by_author 1, reviews_by_book 1, users 1" in output
+
+
+def test_each_twin_batches_one_round_trip_per_loader(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "DataLoader", loader_cls)
+    result = demo.run_demo(latency_ms=0.05)
+    assert result.equal
+    assert result.with_dloader.statements == EXPECTED_STATEMENTS_WITH_DLOADER
+    assert result.with_dloader.round_trips == {"authors": 1, "books_by_author": 1, "reviews_by_book": 1, "users": 1}
+    assert result.without_dloader.statements > 20 * result.with_dloader.statements
+    books = result.with_dloader.data["books"]
+    assert len(books) == 80 and all(book["author"]["books"] for book in books)
+
+
+def _subprocess_env() -> dict[str, str]:
+    # The dloader the tests imported (installed, or the source tree), first on the path.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(dloader.__file__).parent.parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_imports_only_graphql_stdlib_and_dloader(tmp_path: Path) -> None:
+    code = (
+        "import sys, dloader; before = set(sys.modules); import dloader.demo; "
+        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True, check=True
+    )
+    third_party = set(run.stdout.split()) - set(sys.stdlib_module_names) - {"graphql", "dloader"}
+    assert not third_party, f"dloader.demo imported {sorted(third_party)}"
+
+
+def test_running_without_graphql_core_says_what_to_install(tmp_path: Path) -> None:
+    code = (
+        "import runpy, sys; sys.modules['graphql'] = None; "
+        "runpy.run_module('dloader.demo', run_name='__main__', alter_sys=True)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "pip install 'dloader[demo]'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_importing_without_graphql_core_raises_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "graphql", None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "dloader.demo")
+    with pytest.raises(ImportError, match=re.escape("pip install 'dloader[demo]'")):
+        importlib.import_module("dloader.demo")

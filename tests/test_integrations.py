@@ -1,0 +1,159 @@
+"""The recipes in examples/ work, with each DataLoader twin, and make one round trip per loader per level.
+
+The recipes are not part of the installed package: they are loaded by file path from
+the repository's ``examples/`` directory, next to this tests directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch, loader_cls: type | None = None) -> ModuleType:
+    """Import examples/<name>.py under a private module name; optionally swap its DataLoader."""
+    path = EXAMPLES / f"{name}.py"
+    if not path.exists():
+        pytest.skip(f"{path} not found (the examples are not installed with the package)")
+    module_name = f"_dloader_example_{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # strawberry resolves annotations through sys.modules
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    if loader_cls is not None:
+        monkeypatch.setattr(module, "DataLoader", loader_cls)
+    return module
+
+
+def per_loader(batches: list[tuple[str, list[Any]]]) -> Counter[str]:
+    return Counter(loader for loader, _ in batches)
+
+
+# ---------------------------------------------------------------- strawberry
+
+
+@pytest.fixture
+def strawberry_app(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    pytest.importorskip("strawberry")
+    return load_example("strawberry_app", monkeypatch, loader_cls)
+
+
+async def test_strawberry_one_batch_per_loader_per_level(strawberry_app: ModuleType) -> None:
+    result, context = await strawberry_app.run_query()
+    assert result.errors is None
+    assert len(result.data["books"]) == 6
+    # level 1: every book's author; level 2: every author's books.
+    assert context.batches == [("authors", [1, 2, 3]), ("books_by_author", [1, 2, 3])]
+    titles = {book["title"]: [b["title"] for b in book["author"]["books"]] for book in result.data["books"]}
+    assert titles["Kindred"] == ["Kindred", "Parable of the Sower"]
+
+
+async def test_strawberry_contexts_are_per_request(strawberry_app: ModuleType) -> None:
+    (first, first_context), (second, second_context) = await asyncio.gather(
+        strawberry_app.run_query(), strawberry_app.run_query()
+    )
+    assert first.data == second.data
+    assert first_context.authors is not second_context.authors
+    assert per_loader(first_context.batches) == per_loader(second_context.batches) == {"authors": 1, "books_by_author": 1}
+
+
+async def test_strawberry_missing_key_from_mapping_is_a_key_error(strawberry_app: ModuleType) -> None:
+    result, context = await strawberry_app.run_query("{ a: author(id: 2) { name } b: author(id: 99) { name } }")
+    assert result.errors is None
+    assert result.data == {"a": {"name": "Iain M. Banks"}, "b": None}
+    assert context.batches == [("authors", [2, 99])]
+
+
+# ---------------------------------------------------------------- graphql-core
+
+
+@pytest.fixture
+def graphql_core_app(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    pytest.importorskip("graphql")
+    return load_example("graphql_core_app", monkeypatch, loader_cls)
+
+
+async def test_graphql_core_one_batch_per_loader_per_level(graphql_core_app: ModuleType) -> None:
+    responses = await graphql_core_app.serve_concurrently(3)
+    posts = graphql_core_app.POSTS[:20]
+    level_1_users = list(dict.fromkeys(post["author_id"] for post in posts))
+    for result, context in responses:
+        assert result.errors is None
+        assert result.data == responses[0][0].data
+        # users: level 1 (post authors) and level 2 (their followers, minus those cached);
+        # posts_by_author: level 2 (authors' posts) and level 3 (followers' posts).
+        assert [loader for loader, _ in context.batches].count("users") == 2
+        assert [loader for loader, _ in context.batches].count("posts_by_author") == 2
+        users_batches = [keys for loader, keys in context.batches if loader == "users"]
+        assert users_batches[0] == level_1_users
+        assert not set(users_batches[1]) & set(level_1_users)  # level 2 asks only for uncached users
+    contexts = [context for _, context in responses]
+    assert len({id(context.users) for context in contexts}) == 3  # fresh loaders per request
+
+
+# ---------------------------------------------------------------- aiosqlite
+
+
+@pytest.fixture
+def aiosqlite_loader(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    pytest.importorskip("aiosqlite")
+    return load_example("aiosqlite_loader", monkeypatch, loader_cls)
+
+
+async def test_aiosqlite_one_statement_per_batch(aiosqlite_loader: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    repository = await aiosqlite_loader.demo()
+    ids = [ids for _, ids in repository.statements]
+    # 10 concurrent loads -> 1 statement; load_many with 2 uncached ids -> 1; retrying a missing id -> 1.
+    assert ids == [[1, 2, 3, 5, 8, 13, 21], [34, 999], [999]]
+    assert all(sql.count("?") == len(keys) for sql, keys in repository.statements)
+    output = capsys.readouterr().out
+    assert "KeyError(999)" in output
+
+
+async def test_aiosqlite_loader_mapping_result(aiosqlite_loader: ModuleType) -> None:
+    aiosqlite = pytest.importorskip("aiosqlite")
+    async with aiosqlite.connect(":memory:") as connection:
+        await aiosqlite_loader.create_database(connection, n_users=5)
+        repository = aiosqlite_loader.UserRepository(connection)
+        loader = repository.loader()
+        found = await loader.load_many([5, 1, 6, 1], return_exceptions=True)
+        assert [getattr(value, "id", None) for value in found] == [5, 1, None, 1]
+        assert isinstance(found[2], KeyError) and found[2].args == (6,)
+        assert [ids for _, ids in repository.statements] == [[5, 1, 6]]
+        await loader.shutdown()
+
+
+# ---------------------------------------------------------------- the recipes run as scripts
+
+
+@pytest.mark.parametrize(
+    ("name", "requirement", "expected"),
+    [
+        ("strawberry_app", "strawberry", "2 batched loads"),
+        ("graphql_core_app", "graphql", "4 batched loads"),
+        ("aiosqlite_loader", "aiosqlite", "3 SQL statements in all"),
+    ],
+)
+def test_main(
+    name: str, requirement: str, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip(requirement)
+    module = load_example(name, monkeypatch)
+    module.main()
+    assert expected in capsys.readouterr().out
