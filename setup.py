@@ -87,16 +87,16 @@ def extensions():
     print(f"dloader: building the compiled extension ({'debug' if DEBUG_BUILD else 'release'} build)")
     try:
         return cythonize(
-        [
-            Extension(
-                "dloader._loader_c",
-                ["dloader/_loader_c.pyx"],
-                define_macros=macros,
-                extra_compile_args=compile_args,
-            )
-        ],
-        compiler_directives=directives,
-        gdb_debug=DEBUG_BUILD,
+            [
+                Extension(
+                    "dloader._loader_c",
+                    ["dloader/_loader_c.pyx"],
+                    define_macros=macros,
+                    extra_compile_args=compile_args,
+                )
+            ],
+            compiler_directives=directives,
+            gdb_debug=DEBUG_BUILD,
         )
     except Exception as error:  # a Cython compile error: same policy as a C compile error
         if REQUIRE_EXTENSIONS:

@@ -30,8 +30,7 @@ def _names(choices: Sequence[str]) -> Callable[[str], list[str]]:
         names = [name.strip() for name in text.split(",") if name.strip()]
         unknown = [name for name in names if name not in choices]
         if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
         return names
 
     return parse
@@ -43,38 +42,67 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     from .scenarios import SCENARIO_NAMES
 
     group = parser.add_argument_group("dloader benchmarks")
-    group.add_argument("--mode", choices=("paired", "pyperf"), default="paired",
-                       help="paired: interleaved rounds in one process, CPU clock, medians of "
-                            "per-round ratios (default; for noisy machines). pyperf: "
-                            "pyperf.Runner, worker processes, -o JSON for compare_to")
-    group.add_argument("--loop", choices=(*LOOP_NAMES, "both"), default="both",
-                       help="event loop(s) to run every scenario on (default: both)")
-    group.add_argument("--impl", type=_names(IMPLEMENTATION_NAMES), action="append",
-                       metavar="NAMES", help="comma-separated implementations, repeatable: "
-                       + ", ".join(IMPLEMENTATION_NAMES) + " (the floor and dloader-0.1.1 are "
-                       "always measured in paired mode: the ratios need them)")
-    group.add_argument("--scenario", type=_names(SCENARIO_NAMES), action="append",
-                       metavar="NAMES", help="comma-separated scenarios, repeatable: "
-                       + ", ".join(SCENARIO_NAMES))
-    group.add_argument("--quick", action="store_true",
-                       help="fewer rounds: each mode finishes in well under a minute")
-    group.add_argument("--smoke", action="store_true",
-                       help="tiny run for CI (N=100, 3 rounds): checks every result, "
-                            "fails only on wrong results, never on timings")
+    group.add_argument(
+        "--mode",
+        choices=("paired", "pyperf"),
+        default="paired",
+        help="paired: interleaved rounds in one process, CPU clock, medians of "
+        "per-round ratios (default; for noisy machines). pyperf: "
+        "pyperf.Runner, worker processes, -o JSON for compare_to",
+    )
+    group.add_argument(
+        "--loop",
+        choices=(*LOOP_NAMES, "both"),
+        default="both",
+        help="event loop(s) to run every scenario on (default: both)",
+    )
+    group.add_argument(
+        "--impl",
+        type=_names(IMPLEMENTATION_NAMES),
+        action="append",
+        metavar="NAMES",
+        help="comma-separated implementations, repeatable: "
+        + ", ".join(IMPLEMENTATION_NAMES)
+        + " (the floor and dloader-0.1.1 are "
+        "always measured in paired mode: the ratios need them)",
+    )
+    group.add_argument(
+        "--scenario",
+        type=_names(SCENARIO_NAMES),
+        action="append",
+        metavar="NAMES",
+        help="comma-separated scenarios, repeatable: " + ", ".join(SCENARIO_NAMES),
+    )
+    group.add_argument("--quick", action="store_true", help="fewer rounds: each mode finishes in well under a minute")
+    group.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run for CI (N=100, 3 rounds): checks every result, fails only on wrong results, never on timings",
+    )
     group.add_argument("--n-keys", type=int, metavar="N", help="keys per scenario (default 1000)")
     group.add_argument("--rounds", type=int, help="paired: measured rounds per scenario")
     group.add_argument("--inner", type=int, help="paired: runs (fresh loaders) per sample")
     group.add_argument("--warmup", type=int, help="paired: unmeasured rounds per scenario")
-    group.add_argument("--spread", choices=("iqr", "minmax"), default="iqr",
-                       help="paired: spread shown next to median ratios (default iqr)")
+    group.add_argument(
+        "--spread",
+        choices=("iqr", "minmax"),
+        default="iqr",
+        help="paired: spread shown next to median ratios (default iqr)",
+    )
     group.add_argument("--json", metavar="PATH", help="paired: save results as JSON")
-    group.add_argument("--require", type=_names(IMPLEMENTATION_NAMES), action="append",
-                       metavar="NAMES",
-                       help="fail (exit 2) if one of these implementations is unavailable, "
-                            "e.g. --require compiled,python in CI")
-    group.add_argument("--source-tree", action="store_true",
-                       help="measure the dloader/ of this checkout even when dloader is "
-                            "installed (default: the installed one when there is one)")
+    group.add_argument(
+        "--require",
+        type=_names(IMPLEMENTATION_NAMES),
+        action="append",
+        metavar="NAMES",
+        help="fail (exit 2) if one of these implementations is unavailable, e.g. --require compiled,python in CI",
+    )
+    group.add_argument(
+        "--source-tree",
+        action="store_true",
+        help="measure the dloader/ of this checkout even when dloader is "
+        "installed (default: the installed one when there is one)",
+    )
 
 
 def _flatten(values: list[list[str]] | None) -> list[str] | None:
@@ -154,9 +182,11 @@ def print_environment(info: dict[str, Any], impls: list[Any], loops: list[str]) 
     if "dloader_error" in info:
         print(f"dloader: cannot import ({info['dloader_error']}); {info['dloader_choice']}")
     else:
-        print(f"dloader {info['dloader_version']} from {info['dloader_file']} "
-              f"[{info['dloader_choice']}]; dloader.IMPLEMENTATION = "
-              f"{info['dloader_IMPLEMENTATION']!r}")
+        print(
+            f"dloader {info['dloader_version']} from {info['dloader_file']} "
+            f"[{info['dloader_choice']}]; dloader.IMPLEMENTATION = "
+            f"{info['dloader_IMPLEMENTATION']!r}"
+        )
     for impl in impls:
         where = f" ({impl.origin})" if impl.origin else ""
         print(f"  {impl.name:<14} {impl.description}{where}")
@@ -185,8 +215,9 @@ def loop_factories(choice: str, skipped: list[str]) -> list[tuple[str, Callable[
 # ------------------------------------------------------------------------------ main
 
 
-def resolve_implementations(names: list[str] | None, required: list[str] | None,
-                            paired: bool) -> tuple[list[Any], list[str], list[str]]:
+def resolve_implementations(
+    names: list[str] | None, required: list[str] | None, paired: bool
+) -> tuple[list[Any], list[str], list[str]]:
     """Available implementations in table order, skip messages, and missing required ones."""
     from .implementations import FLOOR, OLD, make_implementations
 
@@ -195,8 +226,7 @@ def resolve_implementations(names: list[str] | None, required: list[str] | None,
         wanted += [name for name in (FLOOR, OLD) if name not in wanted]
     impls = make_implementations(wanted)
     available = [impl for impl in impls if impl.available()]
-    messages = [f"{impl.name} skipped: {impl.skip_reason}" for impl in impls
-                if impl not in available]
+    messages = [f"{impl.name} skipped: {impl.skip_reason}" for impl in impls if impl not in available]
     missing = [name for name in (required or []) if name not in {i.name for i in available}]
     return available, messages, missing
 
@@ -232,7 +262,8 @@ def main(argv: Sequence[str] | None = None, *, program: str | None = None) -> in
 
     parser = argparse.ArgumentParser(
         prog=program or "python -m benchmarks",
-        description="Benchmarks of dloader against a floor and published DataLoaders.")
+        description="Benchmarks of dloader against a floor and published DataLoaders.",
+    )
     add_options(parser)
     args = parser.parse_args(argv)
     return run_paired_mode(args)
@@ -248,8 +279,7 @@ def run_paired_mode(args: argparse.Namespace) -> int:
     messages: list[str] = []
     loops = loop_factories(args.loop, messages)
     info = describe_dloader(choice)
-    impls, skipped, missing = resolve_implementations(
-        _flatten(args.impl), _flatten(args.require), paired=True)
+    impls, skipped, missing = resolve_implementations(_flatten(args.impl), _flatten(args.require), paired=True)
     messages += skipped
     scenarios = make_scenarios(_flatten(args.scenario), settings.n)
     if memory_unsupported() and "memory" in (_flatten(args.scenario) or ["memory"]):
@@ -258,19 +288,20 @@ def run_paired_mode(args: argparse.Namespace) -> int:
     for message in messages:
         print(message)
     if missing:
-        print(f"error: required implementation(s) unavailable: {', '.join(missing)}",
-              file=sys.stderr)
+        print(f"error: required implementation(s) unavailable: {', '.join(missing)}", file=sys.stderr)
         return 2
     if not loops or not impls:
         print("error: nothing to run", file=sys.stderr)
         return 2
-    print(f"paired mode: N={settings.n}, {settings.rounds} rounds x {settings.inner} runs, "
-          f"scenarios: {', '.join(s.name for s in scenarios)}", flush=True)
+    print(
+        f"paired mode: N={settings.n}, {settings.rounds} rounds x {settings.inner} runs, "
+        f"scenarios: {', '.join(s.name for s in scenarios)}",
+        flush=True,
+    )
 
     results = run_paired(loops, scenarios, impls, settings)
 
-    print(format_table(results, [s.name for s in scenarios], [i.name for i in impls],
-                       args.spread))
+    print(format_table(results, [s.name for s in scenarios], [i.name for i in impls], args.spread))
     if args.json:
         write_json(args.json, results, {**info, "skipped": messages})
         print(f"results saved to {args.json}")

@@ -26,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=300, help="profiled runs per scenario")
     parser.add_argument("--top", type=int, default=18)
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
-    parser.add_argument("--lines", metavar="NAMES",
-                        help="comma-separated methods of the loader class (or functions of its "
-                             "module) to time line by line with line_profiler instead")
+    parser.add_argument(
+        "--lines",
+        metavar="NAMES",
+        help="comma-separated methods of the loader class (or functions of its "
+        "module) to time line by line with line_profiler instead",
+    )
     parser.add_argument("--source-tree", action="store_true")
     args = parser.parse_args(argv)
 
@@ -36,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     info = describe_dloader(choice)
     print(f"dloader from {info.get('dloader_file')} [{choice}]")
     impls = make_implementations(args.impl)
-    scenarios = [s for s in make_scenarios(_flatten(args.scenario) or ["gather", "load_many"],
-                                           args.n_keys) if not isinstance(s, Memory)]
-    (loop_name, factory), = loop_factories(args.loop, []) or [(None, None)]
+    scenarios = [
+        s
+        for s in make_scenarios(_flatten(args.scenario) or ["gather", "load_many"], args.n_keys)
+        if not isinstance(s, Memory)
+    ]
+    ((loop_name, factory),) = loop_factories(args.loop, []) or [(None, None)]
     if factory is None:
         print(f"loop {args.loop} unavailable", file=sys.stderr)
         return 2
@@ -66,18 +72,22 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 loop.close()
             if args.lines:
-                print(f"\n=== {impl.name} / {scenario.name} / {loop_name}: {args.runs} runs of "
-                      f"{scenario.key_count()} keys, line by line")
+                print(
+                    f"\n=== {impl.name} / {scenario.name} / {loop_name}: {args.runs} runs of "
+                    f"{scenario.key_count()} keys, line by line"
+                )
                 profiler.print_stats(stripzeros=True, output_unit=1e-6)
                 continue
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats(args.sort).print_stats(args.top)
             calls_per_key = args.runs * scenario.key_count()
-            print(f"\n=== {impl.name} / {scenario.name} / {loop_name}: {args.runs} runs of "
-                  f"{scenario.key_count()} keys ({calls_per_key} keys); sorted by {args.sort}")
+            print(
+                f"\n=== {impl.name} / {scenario.name} / {loop_name}: {args.runs} runs of "
+                f"{scenario.key_count()} keys ({calls_per_key} keys); sorted by {args.sort}"
+            )
             text = out.getvalue()
-            print(text[text.find("   ncalls"):].rstrip())
+            print(text[text.find("   ncalls") :].rstrip())
     return 0
 
 

@@ -208,9 +208,18 @@ def _fetch_old_dloader() -> Path:
     wheel = directory / OLD_DLOADER_WHEEL
     if not wheel.is_file():
         directory.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", f"dloader=={OLD_DLOADER_VERSION}",
-                   "-d", str(directory)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"dloader=={OLD_DLOADER_VERSION}",
+            "-d",
+            str(directory),
+        ]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if completed.returncode != 0 or not wheel.is_file():
             raise ImportError("pip download failed: " + (completed.stderr.strip()[-300:] or "?"))
@@ -311,8 +320,7 @@ ALL_IMPLEMENTATIONS: tuple[tuple[str, str, Callable[[], Any]], ...] = (
     ("floor", "the floor written in benchmarks/implementations.py", _floor),
     ("dloader-0.1.1", "dloader 0.1.1 from PyPI, imported as dloader_0_1_1", _old_dloader),
     ("aiodataloader", "aiodataloader.DataLoader", _attribute("aiodataloader", "DataLoader")),
-    ("strawberry", "strawberry.dataloader.DataLoader",
-     _attribute("strawberry.dataloader", "DataLoader")),
+    ("strawberry", "strawberry.dataloader.DataLoader", _attribute("strawberry.dataloader", "DataLoader")),
 )
 
 IMPLEMENTATION_NAMES = tuple(name for name, _, _ in ALL_IMPLEMENTATIONS)
@@ -322,5 +330,8 @@ OLD = "dloader-0.1.1"
 
 def make_implementations(names: list[str] | tuple[str, ...] | None = None) -> list[Implementation]:
     wanted = set(names or IMPLEMENTATION_NAMES)
-    return [Implementation(name, description, resolve)
-            for name, description, resolve in ALL_IMPLEMENTATIONS if name in wanted]
+    return [
+        Implementation(name, description, resolve)
+        for name, description, resolve in ALL_IMPLEMENTATIONS
+        if name in wanted
+    ]

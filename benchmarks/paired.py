@@ -77,16 +77,14 @@ def _summary(values: list[float]) -> dict[str, float] | None:
         q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
     else:
         q1 = median = q3 = values[0]
-    return {"median": median, "q1": q1, "q3": q3, "min": min(values), "max": max(values),
-            "n": len(values)}
+    return {"median": median, "q1": q1, "q3": q3, "min": min(values), "max": max(values), "n": len(values)}
 
 
 def ratio_summary(cell: Cell, reference: Cell | None) -> dict[str, float] | None:
     """Median and spread of per-round ratios cell / reference (rounds where both ran)."""
     if reference is None or cell is reference:
         return None if reference is None else _summary([1.0] * len(cell.values()))
-    ratios = [mine / theirs for mine, theirs in zip(cell.samples, reference.samples)
-              if mine is not None and theirs]
+    ratios = [mine / theirs for mine, theirs in zip(cell.samples, reference.samples) if mine is not None and theirs]
     return _summary(ratios)
 
 
@@ -110,8 +108,7 @@ async def _drain() -> None:
         await asyncio.sleep(0)
 
 
-async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Settings,
-                        expected: Any) -> float:
+async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Settings, expected: Any) -> float:
     """CPU ns of ``settings.inner`` runs with fresh loaders; raises on wrong results."""
     states = [scenario.prepare(impl) for _ in range(settings.inner)]
     results: list[Any] = []
@@ -148,8 +145,9 @@ async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Sett
     return elapsed / settings.inner
 
 
-async def _run_timed(loop_name: str, scenario: Scenario, impls: list[Implementation],
-                     settings: Settings, results: PairedResults) -> None:
+async def _run_timed(
+    loop_name: str, scenario: Scenario, impls: list[Implementation], settings: Settings, results: PairedResults
+) -> None:
     expected = scenario.expected()
     keys = scenario.key_count()
     cells = {impl.name: Cell(loop_name, scenario.name, impl.name, "ns", keys) for impl in impls}
@@ -163,8 +161,11 @@ async def _run_timed(loop_name: str, scenario: Scenario, impls: list[Implementat
                 elapsed = await _timed_sample(scenario, impl, settings, expected)
             except Exception as error:  # wrong result, exception inside the loader, timeout
                 alive.remove(impl)
-                message = str(error) if isinstance(error, (AssertionError, _Timeout)) \
+                message = (
+                    str(error)
+                    if isinstance(error, (AssertionError, _Timeout))
                     else f"raised {type(error).__name__}: {error}"
+                )
                 results.failures.append(Failure(loop_name, scenario.name, impl.name, message))
                 continue
             if round_index >= settings.warmup:
@@ -174,8 +175,9 @@ async def _run_timed(loop_name: str, scenario: Scenario, impls: list[Implementat
         results.cells[(loop_name, scenario.name, impl.name)] = cells[impl.name]
 
 
-async def _run_memory(loop_name: str, scenario: Memory, impls: list[Implementation],
-                      settings: Settings, results: PairedResults) -> None:
+async def _run_memory(
+    loop_name: str, scenario: Memory, impls: list[Implementation], settings: Settings, results: PairedResults
+) -> None:
     expected = scenario.expected()
     for impl in impls:
         cell = Cell(loop_name, scenario.name, impl.name, "B", scenario.key_count())
@@ -189,16 +191,20 @@ async def _run_memory(loop_name: str, scenario: Memory, impls: list[Implementati
                 if repeat:  # the first one also pays one-time allocations (type caches, ...)
                     cell.samples.append(per_key)
         except Exception as error:
-            message = str(error) if isinstance(error, AssertionError) \
-                else f"raised {type(error).__name__}: {error}"
+            message = str(error) if isinstance(error, AssertionError) else f"raised {type(error).__name__}: {error}"
             results.failures.append(Failure(loop_name, scenario.name, impl.name, message))
             continue
         results.cells[(loop_name, scenario.name, impl.name)] = cell
 
 
-async def _drive(loop_name: str, scenarios: list[Scenario], impls: list[Implementation],
-                 settings: Settings, results: PairedResults,
-                 progress: Callable[[str], None]) -> None:
+async def _drive(
+    loop_name: str,
+    scenarios: list[Scenario],
+    impls: list[Implementation],
+    settings: Settings,
+    results: PairedResults,
+    progress: Callable[[str], None],
+) -> None:
     for scenario in scenarios:
         started = time.perf_counter()
         if isinstance(scenario, Memory):
@@ -208,13 +214,19 @@ async def _drive(loop_name: str, scenarios: list[Scenario], impls: list[Implemen
         progress(f"  [{loop_name}] {scenario.name:<11} {time.perf_counter() - started:6.1f} s")
 
 
-def run_paired(loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]],
-               scenarios: list[Scenario], impls: list[Implementation], settings: Settings,
-               progress: Callable[[str], None] | None = None) -> PairedResults:
+def run_paired(
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]],
+    scenarios: list[Scenario],
+    impls: list[Implementation],
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+) -> PairedResults:
     results = PairedResults(settings)
     if progress is None:
+
         def progress(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
+
     # Everything imported so far goes to the permanent generation: collections during
     # timing then only scan what the round itself allocated.
     gc.collect()
@@ -224,8 +236,7 @@ def run_paired(loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]],
             loop = factory()
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(
-                    _drive(loop_name, scenarios, impls, settings, results, progress))
+                loop.run_until_complete(_drive(loop_name, scenarios, impls, settings, results, progress))
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
@@ -233,4 +244,3 @@ def run_paired(loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]],
     finally:
         gc.unfreeze()
     return results
-

@@ -69,14 +69,20 @@ def run_pyperf(argv: Sequence[str]) -> int:
     from .report import format_table
     from .scenarios import Memory, make_scenarios
 
-    runner = pyperf.Runner(program_args=(str(RUN_SCRIPT),),
-                           add_cmdline_args=lambda cmd, args: cmd.extend(forwarded_options(args)),
-                           **_runner_defaults(argv))
+    runner = pyperf.Runner(
+        program_args=(str(RUN_SCRIPT),),
+        add_cmdline_args=lambda cmd, args: cmd.extend(forwarded_options(args)),
+        **_runner_defaults(argv),
+    )
     add_options(runner.argparser)
     args = runner.parse_args(list(argv))
     # Workers get a clean environment; these change what is measured or where 0.1.1 lives.
-    args.inherit_environ = [*(args.inherit_environ or []), "DLOADER_BENCH_CACHE",
-                            "DLOADER_NO_EXTENSIONS", "VIRTUAL_ENV"]
+    args.inherit_environ = [
+        *(args.inherit_environ or []),
+        "DLOADER_BENCH_CACHE",
+        "DLOADER_NO_EXTENSIONS",
+        "VIRTUAL_ENV",
+    ]
     choice = select_dloader(args.source_tree)
     n = args.n_keys or (100 if args.smoke else 1000)
     scenarios = [s for s in make_scenarios(_flatten(args.scenario), n) if not isinstance(s, Memory)]
@@ -89,22 +95,24 @@ def run_pyperf(argv: Sequence[str]) -> int:
         # The parent passed the implementations it found; import only the one this worker runs.
         impls = make_implementations(_flatten(args.impl))
     else:
-        impls, skipped, missing = resolve_implementations(
-            _flatten(args.impl), _flatten(args.require), paired=False)
+        impls, skipped, missing = resolve_implementations(_flatten(args.impl), _flatten(args.require), paired=False)
         messages += skipped
         args.impl = [[impl.name for impl in impls]]  # forwarded: workers register the same list
         print_environment(info, impls, [name for name, _ in loops])
         for message in messages:
             print(message)
         if missing:
-            print(f"error: required implementation(s) unavailable: {', '.join(missing)}",
-                  file=sys.stderr)
+            print(f"error: required implementation(s) unavailable: {', '.join(missing)}", file=sys.stderr)
             return 2
         # Correctness first, in this process: one paired round of every scenario (memory
         # included, since it cannot be a pyperf timing), so a wrong result fails the run.
-        check = run_paired(loops, [*scenarios, *memory_wanted], impls,
-                           Settings(n=n, rounds=1, warmup=0, inner=1, memory_repeats=2),
-                           progress=lambda line: None)
+        check = run_paired(
+            loops,
+            [*scenarios, *memory_wanted],
+            impls,
+            Settings(n=n, rounds=1, warmup=0, inner=1, memory_repeats=2),
+            progress=lambda line: None,
+        )
         if check.failures:
             print(f"CORRECTNESS FAILURES ({len(check.failures)}):", file=sys.stderr)
             for failure in check.failures:
@@ -118,12 +126,17 @@ def run_pyperf(argv: Sequence[str]) -> int:
             for impl in impls:
                 name = f"{scenario.name}-{loop_name}-{impl.name}"
                 benchmark = runner.bench_async_func(
-                    name, _bench_function(scenario, impl), loop_factory=factory,
+                    name,
+                    _bench_function(scenario, impl),
+                    loop_factory=factory,
                     inner_loops=scenario.key_count(),
-                    metadata={"description": f"{scenario.description}; {impl.description}",
-                              "dloader_keys": scenario.key_count(),
-                              "dloader_file": str(info.get("dloader_file")),
-                              "dloader_implementation": str(info.get("dloader_IMPLEMENTATION"))})
+                    metadata={
+                        "description": f"{scenario.description}; {impl.description}",
+                        "dloader_keys": scenario.key_count(),
+                        "dloader_file": str(info.get("dloader_file")),
+                        "dloader_implementation": str(info.get("dloader_IMPLEMENTATION")),
+                    },
+                )
                 if benchmark is not None and not args.worker:
                     medians[(loop_name, scenario.name, impl.name)] = benchmark.median() * 1e9
 
@@ -135,8 +148,14 @@ def run_pyperf(argv: Sequence[str]) -> int:
     return 0
 
 
-def _print_summary(medians: dict[tuple[str, str, str], float], loops: list[str],
-                   scenarios: list[Any], impls: list[Any], floor: str, old: str) -> None:
+def _print_summary(
+    medians: dict[tuple[str, str, str], float],
+    loops: list[str],
+    scenarios: list[Any],
+    impls: list[Any],
+    floor: str,
+    old: str,
+) -> None:
     """Ratios of pyperf medians (not per-round ratios: pyperf runs each benchmark apart)."""
     for loop in loops:
         print()

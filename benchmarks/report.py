@@ -27,17 +27,20 @@ def _ratio_text(summary: dict[str, float] | None, spread: str) -> str:
     return f"{median} [{low}-{high}]"
 
 
-def format_table(results: PairedResults, scenario_names: list[str], impl_names: list[str],
-                 spread: str = "iqr") -> str:
+def format_table(results: PairedResults, scenario_names: list[str], impl_names: list[str], spread: str = "iqr") -> str:
     lines: list[str] = []
     settings = results.settings
     for loop in results.loops:
         lines.append("")
-        lines.append(f"loop={loop}  N={settings.n}  rounds={settings.rounds} "
-                     f"(+{settings.warmup} warm-up) x {settings.inner} runs; time: CPU clock "
-                     f"(thread_time_ns), memory: tracemalloc")
-        header = f"{'scenario':<11} {'implementation':<14} {'per key':>10}  " \
-                 f"{'x floor [IQR]':<20} {'x dloader 0.1.1 [IQR]':<20}"
+        lines.append(
+            f"loop={loop}  N={settings.n}  rounds={settings.rounds} "
+            f"(+{settings.warmup} warm-up) x {settings.inner} runs; time: CPU clock "
+            f"(thread_time_ns), memory: tracemalloc"
+        )
+        header = (
+            f"{'scenario':<11} {'implementation':<14} {'per key':>10}  "
+            f"{'x floor [IQR]':<20} {'x dloader 0.1.1 [IQR]':<20}"
+        )
         if spread == "minmax":
             header = header.replace("[IQR]", "[min-max]")
         lines.append(header)
@@ -52,9 +55,11 @@ def format_table(results: PairedResults, scenario_names: list[str], impl_names: 
                 values = value_summary(cell)
                 assert values is not None
                 per_key = f"{values['median']:.1f} {cell.unit}"
-                lines.append(f"{scenario:<11} {impl:<14} {per_key:>10}  "
-                             f"{_ratio_text(ratio_summary(cell, floor), spread):<20} "
-                             f"{_ratio_text(ratio_summary(cell, old), spread):<20}")
+                lines.append(
+                    f"{scenario:<11} {impl:<14} {per_key:>10}  "
+                    f"{_ratio_text(ratio_summary(cell, floor), spread):<20} "
+                    f"{_ratio_text(ratio_summary(cell, old), spread):<20}"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -64,14 +69,19 @@ def to_json(results: PairedResults, environment: dict[str, Any]) -> dict[str, An
     for (loop, scenario, impl), cell in results.cells.items():
         floor = results.cell(loop, scenario, FLOOR)
         old = results.cell(loop, scenario, OLD)
-        cells.append({
-            "loop": loop, "scenario": scenario, "implementation": impl,
-            "unit": f"{cell.unit}/key", "keys": cell.keys,
-            "per_key": value_summary(cell),
-            "ratio_to_floor": ratio_summary(cell, floor),
-            "ratio_to_dloader_0_1_1": ratio_summary(cell, old),
-            "samples_per_key": cell.samples,
-        })
+        cells.append(
+            {
+                "loop": loop,
+                "scenario": scenario,
+                "implementation": impl,
+                "unit": f"{cell.unit}/key",
+                "keys": cell.keys,
+                "per_key": value_summary(cell),
+                "ratio_to_floor": ratio_summary(cell, floor),
+                "ratio_to_dloader_0_1_1": ratio_summary(cell, old),
+                "samples_per_key": cell.samples,
+            }
+        )
     return {
         "mode": "paired",
         "settings": vars(results.settings),

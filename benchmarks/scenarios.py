@@ -153,8 +153,10 @@ class Tree(Scenario):
 
     def expected(self) -> Any:
         width = self.children_per_parent
-        return [list(range(self.child_base + parent * width, self.child_base + (parent + 1) * width))
-                for parent in self.parents]
+        return [
+            list(range(self.child_base + parent * width, self.child_base + (parent + 1) * width))
+            for parent in self.parents
+        ]
 
 
 class Memory(Scenario):
@@ -186,8 +188,7 @@ class Memory(Scenario):
         raise NotImplementedError("memory is measured with measure()")
 
 
-TIMED_SCENARIOS: tuple[type[Scenario], ...] = (
-    Gather, MaxBatch, Duplicates, CacheHits, OneByOne, LoadMany, Tree)
+TIMED_SCENARIOS: tuple[type[Scenario], ...] = (Gather, MaxBatch, Duplicates, CacheHits, OneByOne, LoadMany, Tree)
 ALL_SCENARIOS: tuple[type[Scenario], ...] = (*TIMED_SCENARIOS, Memory)
 SCENARIO_NAMES = tuple(cls.name for cls in ALL_SCENARIOS)
 

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = (
-    "LoadFunction",
     "MAX_DISPATCH_WAITS",
+    "LoadFunction",
     "env_flag",
 )
 
-_K_contra = TypeVar("_K_contra", contravariant=True)
+# Invariant in the key type: load_fn receives a list, and a function declared to take
+# a list[K] or a Sequence[K] both fit.
+_K = TypeVar("_K")
 _V_co = TypeVar("_V_co", covariant=True)
 
 #: How many extra loop iterations a dispatch may wait for more keys to arrive.
@@ -38,7 +40,7 @@ _FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 _CACHE_MAP_METHODS = ("__contains__", "__getitem__", "__setitem__", "__delitem__", "__len__", "clear", "keys")
 
 
-class LoadFunction(Protocol[_K_contra, _V_co]):
+class LoadFunction(Protocol[_K, _V_co]):
     """The batch function: a list of keys in, one result per key out.
 
     It returns a sequence of the same length and order as ``keys``, or a
@@ -47,7 +49,7 @@ class LoadFunction(Protocol[_K_contra, _V_co]):
     """
 
     def __call__(
-        self, keys: list[_K_contra], /
+        self, keys: list[_K], /
     ) -> Awaitable[Sequence[_V_co | BaseException] | Mapping[Any, _V_co | BaseException]]: ...
 
 
@@ -59,8 +61,7 @@ def env_flag(name: str) -> bool:
     if value in _FALSE_VALUES:
         return False
     raise ValueError(
-        f"environment variable {name}={os.environ[name]!r} is not a boolean: "
-        "use one of 1/true/yes/on or 0/false/no/off"
+        f"environment variable {name}={os.environ[name]!r} is not a boolean: use one of 1/true/yes/on or 0/false/no/off"
     )
 
 
@@ -223,7 +224,7 @@ class _EagerStart(Coroutine[Any, Any, Any]):
             return self.coroutine.send(None)
         return blocked_on  # the task now waits on the future the coroutine yielded
 
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:  # type: ignore[override]
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         if self.state is _SUSPENDED:  # cancelled before the task's first step
             self.state = _RUNNING
             blocked_on, self.value = self.value, None
@@ -361,10 +362,10 @@ def results_as_list(name: str, keys: list[Any], lookup_keys: list[Any], results:
         return out
     if isinstance(results, (str, bytes, bytearray, memoryview)) or not isinstance(results, Sequence):
         raise not_a_sequence_error(name, results)
-    results = list(results)
-    if len(results) != len(keys):
-        raise wrong_length_error(name, len(keys), len(results))
-    return results
+    values: list[Any] = list(results)
+    if len(values) != len(keys):
+        raise wrong_length_error(name, len(keys), len(values))
+    return values
 
 
 class _Missing:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ._common import env_flag
 
-__all__ = ("DataLoader", "EXTENSION_IMPORT_ERROR", "IMPLEMENTATION")
+__all__ = ("EXTENSION_IMPORT_ERROR", "IMPLEMENTATION", "DataLoader")
 
 #: Why the compiled module could not be imported (None when it was, or was not tried).
 EXTENSION_IMPORT_ERROR: ImportError | None = None

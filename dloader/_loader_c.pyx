@@ -549,10 +549,9 @@ cdef class DataLoader:
         entries = list(queue.values())
         for entry in entries:
             # Cheap test on the first waiter; a done one may still have live joiners.
-            if _waiter_done(entry):
-                if not self._is_live(entry):
-                    cache_keys, entries = self._drop_dead_keys(queue)
-                    break
+            if _waiter_done(entry) and not self._is_live(entry):
+                cache_keys, entries = self._drop_dead_keys(queue)
+                break
         if self.cache_key_fn is None:
             keys = cache_keys
         else:

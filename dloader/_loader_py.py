@@ -230,8 +230,8 @@ class DataLoader(Generic[_K, _V]):
                     else:
                         missing.append(index)
             else:
-                for index, cache_key in enumerate(cache_keys):
-                    hash(cache_key)
+                for index in range(len(cache_keys)):
+                    hash(cache_keys[index])
                 missing = list(range(len(keys)))
         except TypeError as error:
             raise self._key_error(cache_keys[index], keys[index], error) from None
@@ -432,10 +432,9 @@ class DataLoader(Generic[_K, _V]):
         entries = list(queue.values())
         for entry in entries:
             # Cheap test on the first waiter; a done one may still have live joiners.
-            if entry[0].future.done() if type(entry) is tuple else entry.done():
-                if not self._is_live(entry):
-                    cache_keys, entries = self._drop_dead_keys(queue)
-                    break
+            if (entry[0].future.done() if type(entry) is tuple else entry.done()) and not self._is_live(entry):
+                cache_keys, entries = self._drop_dead_keys(queue)
+                break
         if self.cache_key_fn is None:
             keys = cache_keys
         else:
@@ -505,7 +504,7 @@ class DataLoader(Generic[_K, _V]):
             except Exception as error:  # a bad result shape: raised before any waiter is answered
                 self._fail_entries(cache_keys, entries, error)
         finally:
-            self._batches.discard(_current_task(self._loop))  # type: ignore[arg-type]
+            self._batches.discard(_current_task(self._loop))
 
     def _resolve(self, keys: list[Any], cache_keys: list[Any], entries: list[Any], results: Any) -> None:
         if type(results) is not list and type(results) is not tuple:

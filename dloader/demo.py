@@ -219,7 +219,7 @@ class DemoResult:
 
     @property
     def equal(self) -> bool:
-        return self.with_dloader.data == self.without_dloader.data
+        return bool(self.with_dloader.data == self.without_dloader.data)
 
 
 async def _execute(

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-
 try:
     import uvloop
 except ImportError:  # Windows, PyPy: the uvloop parameter is skipped
@@ -129,6 +128,7 @@ LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uvloop": _uvloop_factory,
 }
+
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
     """Every async test runs once per loop factory (pytest-asyncio >= 1.4)."""

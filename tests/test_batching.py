@@ -57,16 +57,18 @@ async def test_load_many_and_load_share_a_batch(loader_cls: type, make_recorder:
     one = loader.load(1)
     many = loader.load_many([2, 1, 3])
     four = loader.load(4)
-    assert await asyncio.gather(one, many, four) == ["value-of-1", ["value-of-2", "value-of-1", "value-of-3"], "value-of-4"]
+    assert await asyncio.gather(one, many, four) == [
+        "value-of-1",
+        ["value-of-2", "value-of-1", "value-of-3"],
+        "value-of-4",
+    ]
     assert recorder.batches == [[1, 2, 3, 4]]
 
 
 # ---------------------------------------------------------------- adaptive dispatch
 
 
-async def test_lone_load_is_dispatched_within_two_iterations(
-    loader_cls: type, iteration_counter: Any
-) -> None:
+async def test_lone_load_is_dispatched_within_two_iterations(loader_cls: type, iteration_counter: Any) -> None:
     seen_at: list[int] = []
 
     async def fetch(keys: list[int]) -> list[int]:

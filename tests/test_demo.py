@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("graphql")
 
-import dloader  # noqa: E402
-from dloader import demo  # noqa: E402
+import dloader
+from dloader import demo
 
 # The demo query touches 4 loaders, each at one dependency level: root SELECT + 4 batches.
 EXPECTED_STATEMENTS_WITH_DLOADER = 5
@@ -72,7 +72,9 @@ def test_running_without_graphql_core_says_what_to_install(tmp_path: Path) -> No
         "import runpy, sys; sys.modules['graphql'] = None; "
         "runpy.run_module('dloader.demo', run_name='__main__', alter_sys=True)"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True
+    )
     assert run.returncode == 1
     assert "pip install 'dloader[demo]'" in run.stderr
     assert "Traceback" not in run.stderr

@@ -55,9 +55,7 @@ async def test_cancelling_one_caller_in_flight_spares_the_others(
     assert loader.cache_map == {1: "value-of-1"}
 
 
-async def test_cancelling_the_awaiting_task_spares_the_others(
-    loader_cls: type, make_recorder: Any, spin: Any
-) -> None:
+async def test_cancelling_the_awaiting_task_spares_the_others(loader_cls: type, make_recorder: Any, spin: Any) -> None:
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder)
 
@@ -144,9 +142,7 @@ async def test_resolution_tolerates_futures_completed_by_callers(
     assert loader.cache_map == {1: "value-of-1", 2: "value-of-2", 3: "value-of-3", 4: "value-of-4"}
 
 
-async def test_failure_tolerates_futures_completed_by_callers(
-    loader_cls: type, make_recorder: Any, spin: Any
-) -> None:
+async def test_failure_tolerates_futures_completed_by_callers(loader_cls: type, make_recorder: Any, spin: Any) -> None:
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder)
     done_early, cancelled, normal = loader.load(1), loader.load(2), loader.load(3)
@@ -220,9 +216,7 @@ async def test_load_many_result_list_is_fresh(loader_cls: type, make_recorder: A
     assert await loader.load_many([1, 2]) == ["value-of-1", "value-of-2"]
 
 
-async def test_load_many_fails_with_the_first_failure_in_time(
-    loader_cls: type, make_recorder: Any, spin: Any
-) -> None:
+async def test_load_many_fails_with_the_first_failure_in_time(loader_cls: type, make_recorder: Any, spin: Any) -> None:
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder, max_batch_size=1)
     future = loader.load_many(["late", "early", "slow"])
@@ -295,9 +289,7 @@ async def test_cancelling_load_many_spares_other_callers(loader_cls: type, make_
     assert loader.cache_map == {1: "value-of-1", 2: "value-of-2"}
 
 
-async def test_cancelling_load_many_before_dispatch_spares_other_callers(
-    loader_cls: type, make_recorder: Any
-) -> None:
+async def test_cancelling_load_many_before_dispatch_spares_other_callers(loader_cls: type, make_recorder: Any) -> None:
     recorder = make_recorder()
     loader = loader_cls(recorder)
     single = loader.load(1)

@@ -70,7 +70,9 @@ async def test_strawberry_contexts_are_per_request(strawberry_app: ModuleType) -
     )
     assert first.data == second.data
     assert first_context.authors is not second_context.authors
-    assert per_loader(first_context.batches) == per_loader(second_context.batches) == {"authors": 1, "books_by_author": 1}
+    assert (
+        per_loader(first_context.batches) == per_loader(second_context.batches) == {"authors": 1, "books_by_author": 1}
+    )
 
 
 async def test_strawberry_missing_key_from_mapping_is_a_key_error(strawberry_app: ModuleType) -> None:
@@ -116,7 +118,9 @@ def aiosqlite_loader(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> Modul
     return load_example("aiosqlite_loader", monkeypatch, loader_cls)
 
 
-async def test_aiosqlite_one_statement_per_batch(aiosqlite_loader: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_aiosqlite_one_statement_per_batch(
+    aiosqlite_loader: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
     repository = await aiosqlite_loader.demo()
     ids = [ids for _, ids in repository.statements]
     # 10 concurrent loads -> 1 statement; load_many with 2 uncached ids -> 1; retrying a missing id -> 1.

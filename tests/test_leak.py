@@ -46,7 +46,7 @@ async def workload(loader_cls: type, shared: Value, error: Exception) -> None:
         cancelled_many.cancel()
         await asyncio.gather(*futures, many, failing_many, return_exceptions=True)
         # Cache hits, primes, clears and detached fetches.
-        loader.prime_many({key: shared for key in range(50)})
+        loader.prime_many(dict.fromkeys(range(50), shared))
         await loader.load_many(range(50))
         pending = loader.load(10**6)
         for _ in range(5):

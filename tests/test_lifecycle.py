@@ -134,9 +134,7 @@ def test_use_from_another_loop_while_queued_raises(loader_cls: type, loop_factor
         home.close()
 
 
-def test_use_from_another_loop_while_in_flight_raises(
-    loader_cls: type, loop_factory: Any, make_recorder: Any
-) -> None:
+def test_use_from_another_loop_while_in_flight_raises(loader_cls: type, loop_factory: Any, make_recorder: Any) -> None:
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder, name="users")
     with asyncio.Runner(loop_factory=loop_factory) as home, asyncio.Runner(loop_factory=loop_factory) as other:

@@ -97,7 +97,7 @@ class Program:
         self.mutate("idle mutations", set(), set())
         first_batch = len(self.batches)
 
-        for index in range(self.draw(st.integers(1, 7), "requests")):
+        for _request in range(self.draw(st.integers(1, 7), "requests")):
             for _ in range(self.draw(st.integers(0, 2), "yields")):
                 await asyncio.sleep(0)
             if self.draw(st.booleans(), "many?"):

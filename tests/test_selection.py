@@ -121,7 +121,8 @@ def test_sys_modules_restored_after_reimport(fresh_import: Any) -> None:
 
 
 @pytest.mark.skipif(
-    not env_flag("DLOADER_REQUIRE_EXTENSIONS"), reason="DLOADER_REQUIRE_EXTENSIONS is not set (CI and wheel tests set it)"
+    not env_flag("DLOADER_REQUIRE_EXTENSIONS"),
+    reason="DLOADER_REQUIRE_EXTENSIONS is not set (CI and wheel tests set it)",
 )
 def test_extension_was_built_when_required() -> None:
     import dloader

@@ -39,10 +39,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", default="", help="comma-separated query names (default: all)")
     parser.add_argument("--requests", default="1,5", help="concurrent requests per cell (default 1,5)")
     parser.add_argument("--latency-ms", default="0,1", help="simulated round-trip latency per batch (default 0,1)")
-    parser.add_argument("--peer-cache", default=None, help=f"where dloader 0.1.1 is cached (default {default_cache_dir()})")
+    parser.add_argument(
+        "--peer-cache", default=None, help=f"where dloader 0.1.1 is cached (default {default_cache_dir()})"
+    )
     parser.add_argument("--json", default=None, help="also write every cell to this JSON file")
     parser.add_argument(
-        "--check", action="store_true", help="exit 1 if dloader misses the minimum anywhere or a lone load is slower than 0.1.1"
+        "--check",
+        action="store_true",
+        help="exit 1 if dloader misses the minimum anywhere or a lone load is slower than 0.1.1",
     )
     return parser.parse_args(argv)
 
@@ -96,7 +100,9 @@ def print_deviations(cells: list[Cell], out: Any) -> None:
         print("\nEvery implementation made exactly the minimum number of round trips in every cell.", file=out)
         return
     print("\nCells above the minimum (loader: made/minimum, all requests together):", file=out)
-    for c in sorted(off, key=lambda c: (c.key.impl, c.key.query, c.key.loop, c.key.executor, c.key.requests, c.key.latency_ms)):
+    for c in sorted(
+        off, key=lambda c: (c.key.impl, c.key.query, c.key.loop, c.key.executor, c.key.requests, c.key.latency_ms)
+    ):
         k = c.key
         if c.error:
             detail = c.error
@@ -187,8 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"dloader {dloader.__version__} (dloader.DataLoader is the {dloader.IMPLEMENTATION} twin); "
-        f"python {sys.version.split()[0]}; implementations: "
-        + ", ".join(f"{i.name} {i.version}" for i in impls),
+        f"python {sys.version.split()[0]}; implementations: " + ", ".join(f"{i.name} {i.version}" for i in impls),
         file=out,
     )
     print("\nQueries and the minimum round trips per request (one per loader per dependency level):", file=out)
@@ -256,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     failures: list[str] = []
     if diagnostics:
-        print("\nDLOADER DISPATCH SHORTFALL (batch logs; iteration = loop iteration since the request started):", file=out)
+        print(
+            "\nDLOADER DISPATCH SHORTFALL (batch logs; iteration = loop iteration since the request started):", file=out
+        )
         for text in diagnostics:
             print(text, file=out)
         failures.append("dloader above the minimum")

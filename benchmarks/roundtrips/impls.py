@@ -63,7 +63,17 @@ def load_dloader_0_1_1(cache_dir: Path | None = None) -> ModuleType:
         wheel = cache_dir / f"dloader-{PEER_VERSION}-py3-none-any.whl"
         if not wheel.exists():
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"dloader=={PEER_VERSION}", "-d", str(cache_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    f"dloader=={PEER_VERSION}",
+                    "-d",
+                    str(cache_dir),
+                ],
                 check=True,
             )
         with zipfile.ZipFile(wheel) as archive:

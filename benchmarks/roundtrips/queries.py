@@ -116,7 +116,4 @@ def minimum_round_trips(schema: GraphQLSchema, text: str) -> dict[str, int]:
 
 
 def build_queries(schema: GraphQLSchema) -> tuple[Query, ...]:
-    return tuple(
-        Query(name, text, about, minimum_round_trips(schema, text)) for name, text, about in QUERIES_TEXT
-    )
-
+    return tuple(Query(name, text, about, minimum_round_trips(schema, text)) for name, text, about in QUERIES_TEXT)

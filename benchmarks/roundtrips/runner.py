@@ -355,6 +355,8 @@ async def diagnose_cell(
             lines.append(f"    {loader}: keys requested by loop iteration {dict(sorted(calls.items()))}")
             for tick, name, keys in ctx.batches:
                 if name == loader:
-                    lines.append(f"      batch at iteration {tick}: {len(keys)} keys {keys[:12]}{' ...' if len(keys) > 12 else ''}")
+                    lines.append(
+                        f"      batch at iteration {tick}: {len(keys)} keys {keys[:12]}{' ...' if len(keys) > 12 else ''}"
+                    )
         break
     return "\n".join(lines) or "  (not reproduced on re-run)"
