@@ -286,6 +286,14 @@ def closed_loop_error(name: str) -> RuntimeError:
     )
 
 
+def other_thread_error(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"DataLoader {name!r} was called from a thread other than its event loop's; a loader belongs "
+        "to one event loop and its thread: create one loader per loop, or hand work to that loop "
+        "with asyncio.run_coroutine_threadsafe()"
+    )
+
+
 def other_loop_error(name: str, busy: int) -> RuntimeError:
     return RuntimeError(
         f"DataLoader {name!r} is in use on another event loop ({busy} keys queued or in flight there); "

@@ -363,6 +363,8 @@ class DataLoader(Generic[_K, _V]):
                 raise _common.no_loop_error(self.name)
             if loop.is_closed():
                 raise _common.closed_loop_error(self.name)
+            if loop.is_running():  # running, but not in this thread: never touch it from here
+                raise _common.other_thread_error(self.name)
             return loop
         if loop is not None and running is not loop:
             busy = len(self._queue) + len(self._in_flight) + len(self._batches)
