@@ -11,7 +11,7 @@ from asyncio import current_task as _current_task
 from asyncio.events import _get_running_loop
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from types import CoroutineType, TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from . import _common
 from ._common import MAX_DISPATCH_WAITS, LoadFunction
@@ -202,7 +202,13 @@ class DataLoader(Generic[_K, _V]):
                 more.append(future)
         return future
 
-    def load_many(self, keys: Iterable[_K], *, return_exceptions: bool = False) -> Future[list[_V]]:
+    @overload
+    def load_many(self, keys: Iterable[_K], *, return_exceptions: Literal[False] = False) -> Future[list[_V]]: ...
+
+    @overload
+    def load_many(self, keys: Iterable[_K], *, return_exceptions: bool) -> Future[list[_V | BaseException]]: ...
+
+    def load_many(self, keys: Iterable[_K], *, return_exceptions: bool = False) -> Future[list[Any]]:
         """Return one future of the values for ``keys``, in order, duplicates kept.
 
         It fails with the first key that fails, unless ``return_exceptions`` is
@@ -214,7 +220,7 @@ class DataLoader(Generic[_K, _V]):
         keys = list(keys)
         cache_key_fn = self.cache_key_fn
         cache_keys = keys if cache_key_fn is None else [cache_key_fn(key) for key in keys]
-        future: Future[list[_V]] = self._create_future()  # type: ignore[misc]
+        future: Future[list[Any]] = self._create_future()  # type: ignore[misc]
         results: list[Any] = [None] * len(keys)
         collector = _Collector(future, results, return_exceptions)
         # First pass: answer cache hits and check every key, so a bad key leaves nothing queued.
