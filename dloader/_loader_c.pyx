@@ -268,6 +268,7 @@ cdef class DataLoader:
         cdef object entry
         cdef object future
         cdef dict queue
+        cdef bint first_key
         if _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         cache_key_fn = self.cache_key_fn
@@ -285,25 +286,27 @@ cdef class DataLoader:
                     future = self._create_future()
                     future.set_result(cache_map[cache_key])
                     return future
-            entry = self._queue.get(cache_key)
+            future = self._create_future()
+            entry = self._in_flight.get(cache_key) if self._in_flight else None
             if entry is None:
-                entry = self._in_flight.get(cache_key)
+                queue = self._queue
+                first_key = not queue
+                # One dict operation both finds a queued key and queues a new one.
+                entry = queue.setdefault(cache_key, future)
+                if entry is future:
+                    if first_key:
+                        self._schedule_dispatch(loop)
+                    if cache_key_fn is not None:
+                        self._queue_keys[cache_key] = key
+                    return future
         except TypeError as error:
             raise self._key_error(cache_key, key, error) from None
-        future = self._create_future()
-        if entry is None:
-            queue = self._queue
-            if not queue:
-                self._schedule_dispatch(loop)
-            queue[cache_key] = future
-            if cache_key_fn is not None:
-                self._queue_keys[cache_key] = key
+        # The key is queued or in flight already: join its first waiter.
+        more = self._more_waiters.get(entry)
+        if more is None:
+            self._more_waiters[entry] = [future]
         else:
-            more = self._more_waiters.get(entry)
-            if more is None:
-                self._more_waiters[entry] = [future]
-            else:
-                (<list>more).append(future)
+            (<list>more).append(future)
         return future
 
     def load_many(self, keys, *, return_exceptions=False):
@@ -323,6 +326,7 @@ cdef class DataLoader:
         cdef dict queue
         cdef dict in_flight
         cdef object entry
+        cdef bint first_key
         if _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         key_list = list(keys)
@@ -355,21 +359,22 @@ cdef class DataLoader:
         for item in missing:
             index = item
             cache_key = cache_keys[index]
-            entry = queue.get(cache_key)
+            waiter = (collector, index)
+            entry = in_flight.get(cache_key) if in_flight else None
             if entry is None:
-                entry = in_flight.get(cache_key)
-            if entry is None:
-                if not queue:
-                    self._schedule_dispatch(loop)
-                queue[cache_key] = (collector, index)
-                if cache_key_fn is not None:
-                    self._queue_keys[cache_key] = key_list[index]
+                first_key = not queue
+                entry = queue.setdefault(cache_key, waiter)
+                if entry is waiter:
+                    if first_key:
+                        self._schedule_dispatch(loop)
+                    if cache_key_fn is not None:
+                        self._queue_keys[cache_key] = key_list[index]
+                    continue
+            more = self._more_waiters.get(entry)
+            if more is None:
+                self._more_waiters[entry] = [waiter]
             else:
-                more = self._more_waiters.get(entry)
-                if more is None:
-                    self._more_waiters[entry] = [(collector, index)]
-                else:
-                    (<list>more).append((collector, index))
+                (<list>more).append(waiter)
         if collector.remaining == 0:
             future.set_result(results)
         return future

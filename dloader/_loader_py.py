@@ -178,28 +178,30 @@ class DataLoader(Generic[_K, _V]):
             if self.cache:
                 cache_map = self.cache_map
                 if cache_key in cache_map:
-                    future = self._create_future()  # type: ignore[misc]
+                    future: Future[_V] = self._create_future()  # type: ignore[misc]
                     future.set_result(cache_map[cache_key])
                     return future
-            entry = self._queue.get(cache_key)
+            future = self._create_future()  # type: ignore[misc]
+            entry = self._in_flight.get(cache_key) if self._in_flight else None
             if entry is None:
-                entry = self._in_flight.get(cache_key)
+                queue = self._queue
+                first_key = not queue
+                # One dict operation both finds a queued key and queues a new one.
+                entry = queue.setdefault(cache_key, future)
+                if entry is future:
+                    if first_key:
+                        self._schedule_dispatch(loop)
+                    if cache_key_fn is not None:
+                        self._queue_keys[cache_key] = key
+                    return future
         except TypeError as error:
             raise self._key_error(cache_key, key, error) from None
-        future = self._create_future()  # type: ignore[misc]
-        if entry is None:
-            queue = self._queue
-            if not queue:
-                self._schedule_dispatch(loop)
-            queue[cache_key] = future
-            if cache_key_fn is not None:
-                self._queue_keys[cache_key] = key
+        # The key is queued or in flight already: join its first waiter.
+        more = self._more_waiters.get(entry)
+        if more is None:
+            self._more_waiters[entry] = [future]
         else:
-            more = self._more_waiters.get(entry)
-            if more is None:
-                self._more_waiters[entry] = [future]
-            else:
-                more.append(future)
+            more.append(future)
         return future
 
     @overload
@@ -245,21 +247,22 @@ class DataLoader(Generic[_K, _V]):
         in_flight = self._in_flight
         for index in missing:
             cache_key = cache_keys[index]
-            entry = queue.get(cache_key)
+            waiter = (collector, index)
+            entry = in_flight.get(cache_key) if in_flight else None
             if entry is None:
-                entry = in_flight.get(cache_key)
-            if entry is None:
-                if not queue:
-                    self._schedule_dispatch(loop)
-                queue[cache_key] = (collector, index)
-                if cache_key_fn is not None:
-                    self._queue_keys[cache_key] = keys[index]
+                first_key = not queue
+                entry = queue.setdefault(cache_key, waiter)
+                if entry is waiter:
+                    if first_key:
+                        self._schedule_dispatch(loop)
+                    if cache_key_fn is not None:
+                        self._queue_keys[cache_key] = keys[index]
+                    continue
+            more = self._more_waiters.get(entry)
+            if more is None:
+                self._more_waiters[entry] = [waiter]
             else:
-                more = self._more_waiters.get(entry)
-                if more is None:
-                    self._more_waiters[entry] = [(collector, index)]
-                else:
-                    more.append((collector, index))
+                more.append(waiter)
         if collector.remaining == 0:
             future.set_result(results)
         return future
