@@ -268,7 +268,7 @@ cdef class DataLoader:
         cdef object entry
         cdef object future
         cdef dict queue
-        cdef bint first_key
+        cdef bint first_key, queued_now
         if _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         cache_key_fn = self.cache_key_fn
@@ -293,7 +293,8 @@ cdef class DataLoader:
                 first_key = not queue
                 # One dict operation both finds a queued key and queues a new one.
                 entry = queue.setdefault(cache_key, future)
-                if entry is future:
+                queued_now = entry is future
+                if queued_now:
                     if first_key:
                         self._schedule_dispatch(loop)
                     if cache_key_fn is not None:

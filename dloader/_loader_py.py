@@ -188,7 +188,8 @@ class DataLoader(Generic[_K, _V]):
                 first_key = not queue
                 # One dict operation both finds a queued key and queues a new one.
                 entry = queue.setdefault(cache_key, future)
-                if entry is future:
+                queued_now = entry is future
+                if queued_now:
                     if first_key:
                         self._schedule_dispatch(loop)
                     if cache_key_fn is not None:
