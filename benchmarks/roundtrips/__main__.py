@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,16 @@ from typing import Any
 from .data import build_database
 from .impls import Impl, available_impls, default_cache_dir
 from .queries import Query, build_queries
-from .runner import Cell, Executor, LoneLoad, available_executors, diagnose_cell, lone_load_iterations, run_matrix
+from .runner import (
+    NOT_REPRODUCED,
+    Cell,
+    Executor,
+    LoneLoad,
+    available_executors,
+    diagnose_cell,
+    lone_load_iterations,
+    run_matrix,
+)
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -44,9 +54,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", default=None, help="also write every cell to this JSON file")
     parser.add_argument(
+        "--source-tree",
+        action="store_true",
+        help="measure the checkout's dloader/ even when dloader is installed (default: the installed one)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 if dloader misses the minimum anywhere or a lone load is slower than 0.1.1",
+        help="exit 1 if dloader misses the minimum anywhere, or a lone load takes more loop "
+        "iterations than 0.1.1 (one more allowed on uvloop, as documented)",
     )
     return parser.parse_args(argv)
 
@@ -164,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from pathlib import Path
 
+    from .._cli import select_dloader
+
+    # From the checkout's root, measure the installed dloader (with its compiled twin),
+    # not the source tree that the current directory would put first on sys.path.
+    print(f"dloader: {select_dloader(args.source_tree)}", file=out)
     impls_all = available_impls(Path(args.peer_cache) if args.peer_cache else None)
     for impl in impls_all:
         if not impl.available:
@@ -207,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells: list[Cell] = []
     lone: dict[tuple[str, str], LoneLoad] = {}
     diagnostics: list[str] = []
+    timing_notes: list[str] = []
 
     for loop_name in loops:
         print(f"\nrunning on {loop_name} ", end="", file=out, flush=True)
@@ -239,10 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         text = await diagnose_cell(
                             db, by_name[k.impl], ex_by_name[k.executor], q_by_name[k.query], k.requests, k.latency_ms
                         )
-                        diagnostics.append(
+                        label = (
                             f"{k.impl} {k.query} loop={k.loop} executor={k.executor} requests={k.requests} "
                             f"latency={k.latency_ms:g}ms\n{text}"
                         )
+                        # With simulated latency, sibling batches finish on timers that may fire in
+                        # different loop iterations, and then no loader can know to wait for the
+                        # later one. Only a shortfall without timers, or one that comes back on a
+                        # re-run, is a dispatch problem.
+                        if k.latency_ms == 0 or text != NOT_REPRODUCED:
+                            diagnostics.append(label)
+                        else:
+                            timing_notes.append(label)
 
         with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
             runner.run(on_loop())
@@ -260,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_lone(lone, impls, loops, out)
 
     failures: list[str] = []
+    for text in timing_notes:
+        print(f"\nnote (timing, not counted): {text}", file=out)
     if diagnostics:
         print(
             "\nDLOADER DISPATCH SHORTFALL (batch logs; iteration = loop iteration since the request started):", file=out
@@ -272,8 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if impl.name.startswith("dloader-") and impl.name != peer:
             for loop_name in loops:
                 ours, theirs = lone.get((impl.name, loop_name)), lone.get((peer, loop_name))
-                if ours and theirs and max(ours.to_resume) > max(theirs.to_resume):
+                # uvloop runs a 0-delay timer as call_soon and hides its ready queue, so the
+                # dispatch takes one documented extra hop there (README, "Batching").
+                allowed = 1 if loop_name == "uvloop" else 0
+                if ours and theirs and max(ours.to_resume) > max(theirs.to_resume) + allowed:
                     failures.append(f"{impl.name} lone load slower than {peer} on {loop_name}")
+    if args.check and os.environ.get("DLOADER_REQUIRE_EXTENSIONS", "").strip().lower() in {"1", "true", "yes", "on"}:
+        if not any(impl.name == "dloader-cython" for impl in impls):
+            failures.append("DLOADER_REQUIRE_EXTENSIONS is set but the compiled twin was not measured")
     for failure in failures:
         print(f"FAIL: {failure}", file=out)
 

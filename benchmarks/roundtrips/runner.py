@@ -323,6 +323,9 @@ class _TracingLoader:
         return self._inner.load_many(keys)
 
 
+NOT_REPRODUCED = "  (not reproduced on re-run)"
+
+
 async def diagnose_cell(
     db: sqlite3.Connection, impl: Impl, executor: Executor, query: Query, requests: int, latency_ms: float
 ) -> str:
@@ -359,4 +362,4 @@ async def diagnose_cell(
                         f"      batch at iteration {tick}: {len(keys)} keys {keys[:12]}{' ...' if len(keys) > 12 else ''}"
                     )
         break
-    return "\n".join(lines) or "  (not reproduced on re-run)"
+    return "\n".join(lines) or NOT_REPRODUCED
