@@ -155,11 +155,13 @@ def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> as
     one loop iteration later is what lets a lone load cost no more iterations
     than a task created at load() time (dloader 0.1.1's design).
     """
+    if loop.get_task_factory() is not None or asyncio.current_task(loop) is not None:
+        # The application's own task factory decides how tasks start; and a dispatch runs
+        # from loop callbacks, never inside a task, but an eager start there would fail.
+        return loop.create_task(coroutine, name=name)
     if _EAGER_TASKS:
         task = asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
         return None if task.done() else task
-    if asyncio.current_task(loop) is not None:  # only reachable from loop callbacks; be safe
-        return loop.create_task(coroutine, name=name)
     eager = _EagerStart(coroutine)
     context = contextvars.copy_context()
     task = asyncio.Task(eager, loop=loop, name=name, context=context)

@@ -277,3 +277,25 @@ async def test_nested_resolvers_make_one_call_per_level(loader_cls: type, make_r
     # Level 1: users 1-4; level 2: their friends; level 3: posts; level 4: post authors.
     assert len(users.batches) == 3, users.batches
     assert len(posts.batches) == 1, posts.batches
+
+
+async def test_a_task_factory_set_by_the_application_starts_the_batches(loader_cls: type) -> None:
+    """Batches honour loop.set_task_factory (tracing libraries install one)."""
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coroutine: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coroutine, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    async def double(keys: list[int]) -> list[int]:
+        return [key * 2 for key in keys]
+
+    loop.set_task_factory(factory)
+    try:
+        loader = loader_cls(double, name="factoried")
+        assert await asyncio.gather(loader.load(1), loader.load(2)) == [2, 4]
+    finally:
+        loop.set_task_factory(None)
+    assert [task.get_name() for task in made] == ["dloader:factoried:batch-1"]
