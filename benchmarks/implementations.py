@@ -199,9 +199,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DLOADER_BENCH_CACHE", Path(__file__).parent / ".cache"))
 
 
-def _fetch_old_dloader() -> Path:
+def _fetch_old_dloader(directory: Path | None = None) -> Path:
     """Return the path of 0.1.1's ``dloader/__init__.py``, downloading the wheel once."""
-    directory = cache_dir()
+    directory = directory or cache_dir()
     source = directory / f"dloader-{OLD_DLOADER_VERSION}" / "dloader" / "__init__.py"
     if source.is_file():
         return source
@@ -233,11 +233,11 @@ def _fetch_old_dloader() -> Path:
     return source
 
 
-def import_old_dloader() -> Any:
+def import_old_dloader(directory: Path | None = None) -> Any:
     """Import 0.1.1 as ``dloader_0_1_1``; it never shadows the ``dloader`` under test."""
     if OLD_DLOADER_MODULE in sys.modules:
         return sys.modules[OLD_DLOADER_MODULE]
-    path = _fetch_old_dloader()
+    path = _fetch_old_dloader(directory)
     spec = importlib.util.spec_from_file_location(OLD_DLOADER_MODULE, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

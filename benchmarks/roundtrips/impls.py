@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..implementations import OLD_DLOADER_VERSION as PEER_VERSION
+from ..implementations import cache_dir, import_old_dloader
 from .workload import LoaderFactory
 
 __all__ = ("Impl", "available_impls", "load_dloader_0_1_1")
-
-PEER_VERSION = "0.1.1"
 
 
 @dataclass(frozen=True)
@@ -46,43 +42,12 @@ class Impl:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("DLOADER_BENCH_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dloader-bench"
+    return cache_dir()
 
 
-def load_dloader_0_1_1(cache_dir: Path | None = None) -> ModuleType:
-    """Import dloader 0.1.1 as ``dloader_0_1_1`` (downloading its wheel once if needed)."""
-    if "dloader_0_1_1" in sys.modules:
-        return sys.modules["dloader_0_1_1"]
-    cache_dir = cache_dir or default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    source = cache_dir / f"dloader_{PEER_VERSION.replace('.', '_')}.py"
-    if not source.exists():
-        wheel = cache_dir / f"dloader-{PEER_VERSION}-py3-none-any.whl"
-        if not wheel.exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--quiet",
-                    f"dloader=={PEER_VERSION}",
-                    "-d",
-                    str(cache_dir),
-                ],
-                check=True,
-            )
-        with zipfile.ZipFile(wheel) as archive:
-            source.write_bytes(archive.read("dloader/__init__.py"))
-    spec = importlib.util.spec_from_file_location("dloader_0_1_1", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dloader_0_1_1"] = module
-    spec.loader.exec_module(module)
+def load_dloader_0_1_1(directory: Path | None = None) -> ModuleType:
+    """Import dloader 0.1.1 as ``dloader_0_1_1`` (its wheel downloaded once and checksummed)."""
+    module: ModuleType = import_old_dloader(directory)
     return module
 
 
