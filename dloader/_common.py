@@ -274,6 +274,18 @@ def constructor_signature() -> inspect.Signature:
 # ---------------------------------------------------------------- loop binding
 
 
+def checks_thread_id(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether load() may test "is this loop running here" by the loop's thread id.
+
+    Python 3.11's C ``_get_running_loop()`` calls getpid() on every call (a system
+    call, a third of a cached load); asyncio's loops record the thread running them
+    in ``_thread_id``, and the loop running in this thread is the running loop.
+    Python 3.12+ made ``_get_running_loop()`` cheap, and other loops do not say.
+    """
+    return sys.version_info < (3, 12) and isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_thread_id")
+
+
+
 def no_loop_error(name: str) -> RuntimeError:
     return RuntimeError(
         f"DataLoader {name!r}: load() was called with no running event loop; call it from a "

@@ -25,6 +25,7 @@ cdef class DataLoader:
     cdef object _loop
     cdef object _create_future
     cdef object _ready
+    cdef bint _thread_check
     cdef dict _queue
     cdef dict _queue_keys
     cdef dict _in_flight

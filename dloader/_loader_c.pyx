@@ -7,6 +7,7 @@ the shared slow paths and messages live in ``_common``.
 
 cimport cython
 from cpython.dict cimport PyDict_SetItem
+from cpython.pythread cimport PyThread_get_thread_ident
 
 cdef extern from "Python.h":
     # A type-flag test (no references involved); Cython's cpython/ does not declare it.
@@ -60,6 +61,12 @@ cdef class _Collector:
             self.deliver(index, error)
         elif not self.future.done():
             self.future.set_exception(error)
+
+
+cdef inline bint _runs_in_this_thread(object loop) except -1:
+    # See _common.checks_thread_id: only for asyncio's loops on Python 3.11.
+    thread_id = loop._thread_id
+    return thread_id is not None and <unsigned long>thread_id == PyThread_get_thread_ident()
 
 
 # A key's waiters: the first one is stored bare (in the queue and in-flight dicts);
@@ -240,6 +247,7 @@ cdef class DataLoader:
         self._loop = None
         self._create_future = None
         self._ready = None
+        self._thread_check = False
         # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
         self._queue = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
@@ -269,7 +277,10 @@ cdef class DataLoader:
         cdef object future
         cdef dict queue
         cdef bint first_key, queued_now
-        if _get_running_loop() is not loop or loop is None:
+        if self._thread_check:
+            if not _runs_in_this_thread(loop):
+                loop = self._loop_for_call()
+        elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         cache_key_fn = self.cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
@@ -328,7 +339,10 @@ cdef class DataLoader:
         cdef dict in_flight
         cdef object entry
         cdef bint first_key
-        if _get_running_loop() is not loop or loop is None:
+        if self._thread_check:
+            if not _runs_in_this_thread(loop):
+                loop = self._loop_for_call()
+        elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         key_list = list(keys)
         count = len(key_list)
@@ -470,6 +484,7 @@ cdef class DataLoader:
         self._loop = loop
         self._create_future = loop.create_future
         self._ready = _common.ready_queue(loop)
+        self._thread_check = _common.checks_thread_id(loop)
 
     cdef object _loop_for_call(self):
         """The slow path of load(): bind, rebind, or explain why the loop is wrong."""

@@ -10,6 +10,7 @@ from asyncio import AbstractEventLoop, CancelledError, Future, InvalidStateError
 from asyncio import current_task as _current_task
 from asyncio.events import _get_running_loop
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
+from threading import get_ident as _get_ident
 from types import CoroutineType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -103,6 +104,7 @@ class DataLoader(Generic[_K, _V]):
         "_loop",
         "_create_future",
         "_ready",
+        "_thread_check",
         "_queue",
         "_queue_keys",
         "_in_flight",
@@ -146,6 +148,7 @@ class DataLoader(Generic[_K, _V]):
         self._loop: AbstractEventLoop | None = None
         self._create_future: Callable[[], Future[Any]] | None = None
         self._ready = None
+        self._thread_check = False
         # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
         self._queue: dict[Any, Any] = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
@@ -170,7 +173,10 @@ class DataLoader(Generic[_K, _V]):
     def load(self, key: _K) -> Future[_V]:
         """Return a future of the value for ``key``, batched with concurrent loads."""
         loop = self._loop
-        if _get_running_loop() is not loop or loop is None:
+        if self._thread_check:
+            if loop._thread_id != _get_ident():  # type: ignore[union-attr]
+                loop = self._loop_for_call()
+        elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         cache_key_fn = self.cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
@@ -218,7 +224,10 @@ class DataLoader(Generic[_K, _V]):
         true: then failed positions hold the exception instead.
         """
         loop = self._loop
-        if _get_running_loop() is not loop or loop is None:
+        if self._thread_check:
+            if loop._thread_id != _get_ident():  # type: ignore[union-attr]
+                loop = self._loop_for_call()
+        elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
         keys = list(keys)
         cache_key_fn = self.cache_key_fn
@@ -363,6 +372,7 @@ class DataLoader(Generic[_K, _V]):
         self._loop = loop
         self._create_future = loop.create_future
         self._ready = _common.ready_queue(loop)
+        self._thread_check = _common.checks_thread_id(loop)
 
     def _loop_for_call(self) -> AbstractEventLoop:
         """The slow path of load(): bind, rebind, or explain why the loop is wrong."""
