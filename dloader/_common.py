@@ -285,7 +285,6 @@ def checks_thread_id(loop: asyncio.AbstractEventLoop) -> bool:
     return sys.version_info < (3, 12) and isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_thread_id")
 
 
-
 def no_loop_error(name: str) -> RuntimeError:
     return RuntimeError(
         f"DataLoader {name!r}: load() was called with no running event loop; call it from a "

@@ -197,7 +197,7 @@ class DataLoader(Generic[_K, _V]):
                 queued_now = entry is future
                 if queued_now:
                     if first_key:
-                        self._schedule_dispatch(loop)
+                        self._schedule_dispatch(loop)  # type: ignore[arg-type]  # bound by now
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
                     return future
@@ -264,7 +264,7 @@ class DataLoader(Generic[_K, _V]):
                 entry = queue.setdefault(cache_key, waiter)
                 if entry is waiter:
                     if first_key:
-                        self._schedule_dispatch(loop)
+                        self._schedule_dispatch(loop)  # type: ignore[arg-type]  # bound by now
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = keys[index]
                     continue
