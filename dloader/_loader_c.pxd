@@ -46,6 +46,8 @@ cdef class DataLoader:
     cdef object _key_error(self, object cache_key, object key, object error)
     cdef _schedule_dispatch(self, object loop)
     cdef _dispatch(self)
+    cdef object _take_queue(self)
+    cdef _start_batches(self, list keys, list cache_keys, list entries)
     cdef bint _is_live(self, object entry) except -1
     cdef tuple _drop_dead_keys(self, dict queue)
     cdef _start_batch(self, list keys, list cache_keys, list entries)

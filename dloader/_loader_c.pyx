@@ -459,6 +459,8 @@ cdef class DataLoader:
                     pass
         finally:
             self._closing = False
+            # A dispatch task cancelled before its first step never removed itself.
+            self._batches.difference_update(batches)
         return _common.shutdown_error_group(self.name, errors)
 
     async def __aenter__(self):
@@ -521,23 +523,42 @@ cdef class DataLoader:
         self._dispatch_seen = 1
         self._dispatch_waits = 0
         ready = self._ready
-        if ready is None or not ready:
-            # uvloop, or an asyncio loop with nothing else to run: hop once, then look.
+        if ready is None:
+            # uvloop (or another loop that hides its ready queue): hop once, then look.
             self._dispatch_handle = loop.call_soon(self._dispatch_hop)
+        elif not ready:
+            # An idle asyncio loop: the batch's own task takes the first look one iteration on
+            # and, if the loop is still idle, runs the batch itself: one task, as in 0.1.1.
+            self._batch_counter += 1
+            name = _common.task_name(self.name, self._batch_counter)
+            task = loop.create_task(self._dispatch_task(), name=name)
+            self._batches.add(task)
+            self._dispatch_handle = task
         else:
             # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
             self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
 
-    def _dispatch_hop(self):
-        """One loop iteration after the first key: dispatch now if the loop is idle."""
-        ready = self._ready
-        if ready is not None and not ready:
-            # Nothing else is ready to run, so no key can arrive before the next I/O.
-            self._dispatch_handle = None
-            self._dispatch()
+    async def _dispatch_task(self):
+        """An idle asyncio loop's dispatch, in the task that then runs the batch."""
+        self._dispatch_handle = None
+        loop = self._loop
+        if self._ready:  # the loop got busy meanwhile: watch whole iterations instead
+            self._batches.discard(_current_task(loop))
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
             return
-        # From here on, watch whole iterations: on asyncio a 0-delay timer fires after the
-        # callbacks queued before it; on uvloop it is a call_soon that runs after them.
+        batch = self._take_queue()
+        size = self.max_batch_size
+        if batch is not None and (size is None or len((<tuple>batch)[0]) <= <Py_ssize_t>size):
+            await self._run_batch(*batch)
+            return
+        self._batches.discard(_current_task(loop))
+        if batch is not None:  # split batches start together, each in its own task
+            self._start_batches((<tuple>batch)[0], (<tuple>batch)[1], (<tuple>batch)[2])
+
+    def _dispatch_hop(self):
+        """On a loop that hides its ready queue (uvloop): one hop, then whole iterations."""
+        # There a 0-delay timer is a call_soon, which runs after the callbacks queued
+        # before it: from this hop on, each check sees a whole iteration.
         loop = self._loop
         self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
 
@@ -560,13 +581,19 @@ cdef class DataLoader:
 
     cdef _dispatch(self):
         """Send every queued key with a live waiter, in batches of max_batch_size."""
+        batch = self._take_queue()
+        if batch is not None:
+            self._start_batches((<tuple>batch)[0], (<tuple>batch)[1], (<tuple>batch)[2])
+
+    cdef object _take_queue(self):
+        """Take every queued key with a live waiter, now in flight: (keys, cache keys, waiters)."""
         cdef dict queue = self._queue
         cdef dict queue_keys
         cdef dict in_flight
         cdef list cache_keys
         cdef list entries
         cdef list keys
-        cdef Py_ssize_t count, size, start, stop
+        cdef Py_ssize_t count, start
         self._queue = {}
         cache_keys = list(queue)
         entries = list(queue.values())
@@ -583,10 +610,14 @@ cdef class DataLoader:
             keys = [queue_keys[cache_key] for cache_key in cache_keys]
         count = len(cache_keys)
         if not count:
-            return
+            return None
         in_flight = self._in_flight
         for start in range(count):  # no (key, entry) tuples, unlike dict.update(zip(...))
             PyDict_SetItem(in_flight, cache_keys[start], entries[start])
+        return keys, cache_keys, entries
+
+    cdef _start_batches(self, list keys, list cache_keys, list entries):
+        cdef Py_ssize_t count = len(keys), size, start, stop
         if self.max_batch_size is None or count <= <Py_ssize_t>self.max_batch_size:
             self._start_batch(keys, cache_keys, entries)
         else:

@@ -342,6 +342,8 @@ class DataLoader(Generic[_K, _V]):
                     pass
         finally:
             self._closing = False
+            # A dispatch task cancelled before its first step never removed itself.
+            self._batches.difference_update(batches)
         return _common.shutdown_error_group(self.name, errors)
 
     async def __aenter__(self) -> DataLoader[_K, _V]:
@@ -409,23 +411,42 @@ class DataLoader(Generic[_K, _V]):
         self._dispatch_seen = 1
         self._dispatch_waits = 0
         ready = self._ready
-        if ready is None or not ready:
-            # uvloop, or an asyncio loop with nothing else to run: hop once, then look.
+        if ready is None:
+            # uvloop (or another loop that hides its ready queue): hop once, then look.
             self._dispatch_handle = loop.call_soon(self._dispatch_hop)
+        elif not ready:
+            # An idle asyncio loop: the batch's own task takes the first look one iteration on
+            # and, if the loop is still idle, runs the batch itself: one task, as in 0.1.1.
+            self._batch_counter += 1
+            name = _common.task_name(self.name, self._batch_counter)
+            task = loop.create_task(self._dispatch_task(), name=name)
+            self._batches.add(task)
+            self._dispatch_handle = task
         else:
             # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
             self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
 
-    def _dispatch_hop(self) -> None:
-        """One loop iteration after the first key: dispatch now if the loop is idle."""
-        ready = self._ready
-        if ready is not None and not ready:
-            # Nothing else is ready to run, so no key can arrive before the next I/O.
-            self._dispatch_handle = None
-            self._dispatch()
+    async def _dispatch_task(self) -> None:
+        """An idle asyncio loop's dispatch, in the task that then runs the batch."""
+        self._dispatch_handle = None
+        loop = self._loop
+        if self._ready:  # the loop got busy meanwhile: watch whole iterations instead
+            self._batches.discard(_current_task(loop))
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
             return
-        # From here on, watch whole iterations: on asyncio a 0-delay timer fires after the
-        # callbacks queued before it; on uvloop it is a call_soon that runs after them.
+        batch = self._take_queue()
+        size = self.max_batch_size
+        if batch is not None and (size is None or len(batch[0]) <= size):
+            await self._run_batch(*batch)
+            return
+        self._batches.discard(_current_task(loop))
+        if batch is not None:  # split batches start together, each in its own task
+            self._start_batches(*batch)
+
+    def _dispatch_hop(self) -> None:
+        """On a loop that hides its ready queue (uvloop): one hop, then whole iterations."""
+        # There a 0-delay timer is a call_soon, which runs after the callbacks queued
+        # before it: from this hop on, each check sees a whole iteration.
         loop = self._loop
         self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)  # type: ignore[union-attr]
 
@@ -448,6 +469,12 @@ class DataLoader(Generic[_K, _V]):
 
     def _dispatch(self) -> None:
         """Send every queued key with a live waiter, in batches of max_batch_size."""
+        batch = self._take_queue()
+        if batch is not None:
+            self._start_batches(*batch)
+
+    def _take_queue(self) -> tuple[list[Any], list[Any], list[Any]] | None:
+        """Take every queued key with a live waiter, now in flight: (keys, cache keys, waiters)."""
         queue = self._queue
         self._queue = {}
         cache_keys = list(queue)
@@ -463,10 +490,13 @@ class DataLoader(Generic[_K, _V]):
             queue_keys = self._queue_keys
             self._queue_keys = {}
             keys = [queue_keys[cache_key] for cache_key in cache_keys]
-        count = len(cache_keys)
-        if not count:
-            return
+        if not cache_keys:
+            return None
         self._in_flight.update(zip(cache_keys, entries))
+        return keys, cache_keys, entries
+
+    def _start_batches(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
+        count = len(keys)
         size = self.max_batch_size
         if size is None or count <= size:
             self._start_batch(keys, cache_keys, entries)
