@@ -12,8 +12,9 @@ import contextvars
 import inspect
 import os
 import sys
+import types
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Generator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = (
@@ -140,6 +141,13 @@ def ready_queue(loop: asyncio.AbstractEventLoop) -> Any:
 
 
 # ---------------------------------------------------------------- batch tasks
+
+
+@types.coroutine
+def yield_once() -> Generator[None, None, None]:
+    """Let the loop run one round: the task resumes after the callbacks queued before it."""
+    yield
+
 
 # Python 3.12+ starts a task eagerly: the batch's load_fn is called in the
 # dispatch callback itself instead of one loop iteration later.

@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from . import _common
 from ._common import MAX_DISPATCH_WAITS, LoadFunction
+from ._common import yield_once as _yield_once
 
 __all__ = ("DataLoader",)
 
@@ -411,12 +412,9 @@ class DataLoader(Generic[_K, _V]):
         self._dispatch_seen = 1
         self._dispatch_waits = 0
         ready = self._ready
-        if ready is None:
-            # uvloop (or another loop that hides its ready queue): hop once, then look.
-            self._dispatch_handle = loop.call_soon(self._dispatch_hop)
-        elif not ready:
-            # An idle asyncio loop: the batch's own task takes the first look one iteration on
-            # and, if the loop is still idle, runs the batch itself: one task, as in 0.1.1.
+        if ready is None or not ready:
+            # An idle asyncio loop, or uvloop (which hides its ready queue): the batch's own
+            # task looks one iteration on and then runs the batch itself, as in 0.1.1.
             self._batch_counter += 1
             name = _common.task_name(self.name, self._batch_counter)
             task = loop.create_task(self._dispatch_task(), name=name)
@@ -427,10 +425,23 @@ class DataLoader(Generic[_K, _V]):
             self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
 
     async def _dispatch_task(self) -> None:
-        """An idle asyncio loop's dispatch, in the task that then runs the batch."""
+        """The dispatch on an idle asyncio loop or on uvloop, in the task that then runs the batch."""
         self._dispatch_handle = None
         loop = self._loop
-        if self._ready:  # the loop got busy meanwhile: watch whole iterations instead
+        ready = self._ready
+        if ready is None:
+            # uvloop: a yielding task resumes after every callback queued before it, so each
+            # look sees a whole iteration; look once more while keys keep arriving.
+            try:
+                await _yield_once()
+                while len(self._queue) > self._dispatch_seen and self._dispatch_waits < MAX_DISPATCH_WAITS:
+                    self._dispatch_seen = len(self._queue)
+                    self._dispatch_waits += 1
+                    await _yield_once()
+            except BaseException:  # cancelled (shutdown, or the loop closing)
+                self._batches.discard(_current_task(loop))
+                raise
+        elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
             self._batches.discard(_current_task(loop))
             self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
             return
@@ -443,26 +454,19 @@ class DataLoader(Generic[_K, _V]):
         if batch is not None:  # split batches start together, each in its own task
             self._start_batches(*batch)
 
-    def _dispatch_hop(self) -> None:
-        """On a loop that hides its ready queue (uvloop): one hop, then whole iterations."""
-        # There a 0-delay timer is a call_soon, which runs after the callbacks queued
-        # before it: from this hop on, each check sees a whole iteration.
-        loop = self._loop
-        self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)  # type: ignore[union-attr]
-
     def _dispatch_check(self) -> None:
-        """Runs after a loop iteration: wait one more while keys keep arriving."""
+        """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
         queued = len(self._queue)
         ready = self._ready
         if (
             queued > self._dispatch_seen
             and self._dispatch_waits < MAX_DISPATCH_WAITS
-            and (ready is None or ready)  # an idle asyncio loop can bring no more keys
+            and ready  # an idle loop can bring no more keys before the next I/O
         ):
             self._dispatch_seen = queued
             self._dispatch_waits += 1
             loop = self._loop
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)  # type: ignore[union-attr]
+            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
             return
         self._dispatch_handle = None
         self._dispatch()
