@@ -723,6 +723,7 @@ cdef class DataLoader:
                 except Exception as error:  # a custom cache_map refused it: fail this key only
                     self._fail_entry(entry, error)
                     continue
+            # _deliver(entry, value), inlined: one call less per key.
             if type(entry) is tuple:
                 (<_Collector>(<tuple>entry)[0]).deliver(<Py_ssize_t>(<tuple>entry)[1], value)
             else:
