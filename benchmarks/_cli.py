@@ -269,6 +269,17 @@ def main(argv: Sequence[str] | None = None, *, program: str | None = None) -> in
     return run_paired_mode(args)
 
 
+def report_environment(info: Any, impls: Any, loops: Any, messages: list[str], missing: list[str]) -> bool:
+    """Print what runs where; False (after saying so) when a required implementation is missing."""
+    print_environment(info, impls, [name for name, _ in loops])
+    for message in messages:
+        print(message)
+    if missing:
+        print(f"error: required implementation(s) unavailable: {', '.join(missing)}", file=sys.stderr)
+        return False
+    return True
+
+
 def run_paired_mode(args: argparse.Namespace) -> int:
     from .paired import run_paired
     from .report import format_table, write_json
@@ -284,11 +295,7 @@ def run_paired_mode(args: argparse.Namespace) -> int:
     scenarios = make_scenarios(_flatten(args.scenario), settings.n)
     if memory_unsupported() and "memory" in (_flatten(args.scenario) or ["memory"]):
         messages.append(memory_unsupported() or "")
-    print_environment(info, impls, [name for name, _ in loops])
-    for message in messages:
-        print(message)
-    if missing:
-        print(f"error: required implementation(s) unavailable: {', '.join(missing)}", file=sys.stderr)
+    if not report_environment(info, impls, loops, messages, missing):
         return 2
     if not loops or not impls:
         print("error: nothing to run", file=sys.stderr)

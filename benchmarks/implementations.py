@@ -46,7 +46,19 @@ from typing import Any
 # --------------------------------------------------------------------------------------
 
 
-class FloorLoader:
+class _NoCacheFloor:
+    """What the floors without a cache share: load_many is a gather of their loads."""
+
+    __slots__ = ()
+
+    def load_many(self, keys: Any) -> asyncio.Future[list[Any]]:
+        return asyncio.gather(*map(self.load, keys))
+
+    def prime(self, key: Any, value: Any) -> None:
+        raise NotImplementedError("this floor has no cache")
+
+
+class FloorLoader(_NoCacheFloor):
     """Distinct keys, no cache, no de-duplication."""
 
     __slots__ = ("_create_future", "_create_task", "_futures", "_keys", "_load_fn")
@@ -79,12 +91,6 @@ class FloorLoader:
         for future, value in zip(futures, values):
             future.set_result(value)
 
-    def load_many(self, keys: Any) -> asyncio.Future[list[Any]]:
-        return asyncio.gather(*map(self.load, keys))
-
-    def prime(self, key: Any, value: Any) -> None:
-        raise NotImplementedError("this floor has no cache")
-
 
 class FloorBatchedLoader(FloorLoader):
     """FloorLoader plus ``max_batch_size``: a full batch is closed and a new one started."""
@@ -110,7 +116,7 @@ class FloorBatchedLoader(FloorLoader):
         return future
 
 
-class FloorDedupLoader:
+class FloorDedupLoader(_NoCacheFloor):
     """Duplicated keys: each key reaches ``load_fn`` once, each caller gets its own future."""
 
     __slots__ = ("_create_future", "_create_task", "_load_fn", "_waiters")
@@ -143,12 +149,6 @@ class FloorDedupLoader:
         for futures, value in zip(waiters.values(), values):
             for future in futures:
                 future.set_result(value)
-
-    def load_many(self, keys: Any) -> asyncio.Future[list[Any]]:
-        return asyncio.gather(*map(self.load, keys))
-
-    def prime(self, key: Any, value: Any) -> None:
-        raise NotImplementedError("this floor has no cache")
 
 
 class FloorCachedLoader(FloorLoader):

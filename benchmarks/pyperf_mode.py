@@ -19,7 +19,7 @@ from ._cli import (
     describe_dloader,
     forwarded_options,
     loop_factories,
-    print_environment,
+    report_environment,
     resolve_implementations,
     select_dloader,
 )
@@ -98,11 +98,7 @@ def run_pyperf(argv: Sequence[str]) -> int:
         impls, skipped, missing = resolve_implementations(_flatten(args.impl), _flatten(args.require), paired=False)
         messages += skipped
         args.impl = [[impl.name for impl in impls]]  # forwarded: workers register the same list
-        print_environment(info, impls, [name for name, _ in loops])
-        for message in messages:
-            print(message)
-        if missing:
-            print(f"error: required implementation(s) unavailable: {', '.join(missing)}", file=sys.stderr)
+        if not report_environment(info, impls, loops, messages, missing):
             return 2
         # Correctness first, in this process: one paired round of every scenario (memory
         # included, since it cannot be a pyperf timing), so a wrong result fails the run.
