@@ -7,14 +7,14 @@ paths of result handling live here once, so the two twins cannot drift apart.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextvars
+import dataclasses
 import inspect
+import logging
 import os
 import sys
+import time
 import types
-from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Awaitable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = (
@@ -78,24 +78,24 @@ def loader_name(load_fn: Any, name: str | None) -> str:
     return repr(load_fn)
 
 
-def validate_arguments(
-    load_fn: Any,
-    max_batch_size: Any,
-    cache: Any,
-    cache_map: Any,
-    cache_key_fn: Any,
-    name: Any,
-    loop: Any,
-) -> None:
-    """Raise a clear TypeError/ValueError for any bad constructor argument."""
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"DataLoader name must be a str or None, got {type(name).__name__}")
-    label = name if name is not None else getattr(load_fn, "__qualname__", None) or repr(load_fn)
+def _label(name: Any, load_fn: Any) -> str:
+    """How messages name a loader: its name, else load_fn's qualified name, else 'DataLoader'."""
+    if isinstance(name, str):
+        return name
+    qualname = getattr(load_fn, "__qualname__", None)
+    return qualname if isinstance(qualname, str) else type(load_fn).__name__
+
+
+def check_load_fn(label: str, load_fn: Any) -> Any:
     if not callable(load_fn):
         raise TypeError(
             f"DataLoader {label!r}: load_fn must be an async callable taking a list of keys, "
             f"got {type(load_fn).__name__} object {load_fn!r}"
         )
+    return load_fn
+
+
+def check_max_batch_size(label: str, max_batch_size: Any) -> Any:
     if max_batch_size is not None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
             raise TypeError(
@@ -106,160 +106,146 @@ def validate_arguments(
             raise ValueError(
                 f"DataLoader {label!r}: max_batch_size must be an int >= 1 or None, got {max_batch_size!r}"
             )
-    if not isinstance(cache, bool):
-        raise TypeError(f"DataLoader {label!r}: cache must be True or False, got {type(cache).__name__} {cache!r}")
-    if cache_map is not None:
-        missing = [method for method in _CACHE_MAP_METHODS if not hasattr(cache_map, method)]
-        if missing:
+    return max_batch_size
+
+
+def batch_limit(max_batch_size: int | None) -> int:
+    """max_batch_size as a machine-size count: no batch can hold more keys than sys.maxsize."""
+    return sys.maxsize if max_batch_size is None or max_batch_size > sys.maxsize else max_batch_size
+
+
+def check_max_concurrent_batches(label: str, value: Any) -> Any:
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(
-                f"DataLoader {label!r}: cache_map must be a MutableMapping; "
-                f"{type(cache_map).__name__} has no {', '.join(missing)}"
+                f"DataLoader {label!r}: max_concurrent_batches must be an int >= 1 or None, "
+                f"got {type(value).__name__} {value!r}"
             )
+        if value < 1:
+            raise ValueError(f"DataLoader {label!r}: max_concurrent_batches must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def check_bool(label: str, option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"DataLoader {label!r}: {option} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_cache_map(label: str, cache_map: Any) -> Any:
+    missing = [method for method in _CACHE_MAP_METHODS if not hasattr(cache_map, method)]
+    if missing:
+        raise TypeError(
+            f"DataLoader {label!r}: cache_map must be a MutableMapping; "
+            f"{type(cache_map).__name__} has no {', '.join(missing)}"
+        )
+    return cache_map
+
+
+def check_cache_key_fn(label: str, cache_key_fn: Any) -> Any:
     if cache_key_fn is not None and not callable(cache_key_fn):
         raise TypeError(
             f"DataLoader {label!r}: cache_key_fn must be callable or None, got {type(cache_key_fn).__name__}"
         )
+    return cache_key_fn
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"DataLoader name must be a str, got {type(name).__name__} {name!r}")
+    return name
+
+
+def check_cache_errors(label: str, cache_errors: Any) -> Any:
+    if not isinstance(cache_errors, bool) and not callable(cache_errors):
+        raise TypeError(
+            f"DataLoader {label!r}: cache_errors must be True, False or a callable (key, error) -> bool, "
+            f"got {type(cache_errors).__name__} {cache_errors!r}"
+        )
+    return cache_errors
+
+
+def check_instrumentation(label: str, instrumentation: Any) -> Any:
+    """The instrumentation a new loader uses: the argument, or the process-wide default."""
+    if instrumentation is DEFAULT:
+        from . import instrumentation as _instrumentation  # noqa: PLC0415  # optional protocol module
+
+        return _instrumentation.get_default()
+    if instrumentation is not None and not (
+        callable(getattr(instrumentation, "on_load", None)) and callable(getattr(instrumentation, "on_batch", None))
+    ):
+        raise TypeError(
+            f"DataLoader {label!r}: instrumentation must have on_load() and on_batch() methods "
+            f"(see dloader.instrumentation), got {type(instrumentation).__name__}"
+        )
+    return instrumentation
+
+
+def check_value_cache(label: str, value_cache: Any) -> Any:
+    if value_cache is not None:
+        missing = [name for name in _VALUE_CACHE_METHODS if not callable(getattr(value_cache, name, None))]
+        if missing:
+            raise TypeError(
+                f"DataLoader {label!r}: value_cache must implement dloader.value_cache.ValueCache; "
+                f"{type(value_cache).__name__} has no {', '.join(missing)}"
+            )
+    return value_cache
+
+
+_VALUE_CACHE_METHODS = ("get_many", "set_many", "delete_many", "clear")
+
+
+def validate_arguments(
+    load_fn: Any,
+    max_batch_size: Any,
+    cache: Any,
+    cache_map: Any,
+    cache_key_fn: Any,
+    name: Any,
+    loop: Any,
+    cache_errors: Any = False,
+    max_concurrent_batches: Any = None,
+    stats: Any = False,
+) -> str:
+    """Raise a clear TypeError/ValueError for any bad constructor argument; return the loader's name."""
+    if name is not None:
+        check_name(name)
+    label = _label(name, load_fn)
+    check_load_fn(label, load_fn)
+    check_max_batch_size(label, max_batch_size)
+    check_bool(label, "cache", cache)
+    if cache_map is not None:
+        check_cache_map(label, cache_map)
+    check_cache_key_fn(label, cache_key_fn)
     if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"DataLoader {label!r}: loop must be an asyncio event loop or None, got {type(loop).__name__}")
+    check_cache_errors(label, cache_errors)
+    check_max_concurrent_batches(label, max_concurrent_batches)
+    check_bool(label, "stats", stats)
+    return loader_name(load_fn, name)
 
 
-def ready_queue(loop: asyncio.AbstractEventLoop) -> Any:
-    """asyncio's queue of ready callbacks, or None where a loop does not expose one.
+class _Default:
+    __slots__ = ()
 
-    On asyncio's own loops the dispatch reads it to tell whether anything else
-    could still run (and queue keys) before the next I/O; it also implies that a
-    0-delay timer fires after the callbacks queued before it (asyncio appends due
-    timers behind them), which is what the dispatch's end-of-iteration checks use.
-    uvloop turns a 0-delay timer into call_soon and exposes no queue, so there
-    the checks are plain FIFO hops.
-    """
-    if isinstance(loop, asyncio.BaseEventLoop):
-        ready = getattr(loop, "_ready", None)
-        if isinstance(ready, collections.deque):
-            return ready
-    return None
+    def __repr__(self) -> str:
+        return "<default>"
 
 
-# ---------------------------------------------------------------- batch tasks
+#: The default of ``instrumentation=``: the process-wide default instrumentation at creation.
+DEFAULT: Any = _Default()
 
+
+def copy_error(class_name: str) -> TypeError:
+    return TypeError(
+        f"{class_name} objects cannot be copied or pickled: a loader owns futures, tasks and an event "
+        "loop; create a new loader with the same arguments instead"
+    )
 
 @types.coroutine
 def yield_once() -> Generator[None, None, None]:
     """Let the loop run one round: the task resumes after the callbacks queued before it."""
     yield
-
-
-# Python 3.12+ starts a task eagerly: the batch's load_fn is called in the
-# dispatch callback itself instead of one loop iteration later.
-_EAGER_TASKS = sys.version_info >= (3, 12)
-
-
-def start_task(loop: asyncio.AbstractEventLoop, coroutine: Any, name: str) -> asyncio.Task[None] | None:
-    """Start a batch's coroutine in a named task, running its first step now.
-
-    Returns the task while the coroutine is still running, None once it finished.
-
-    Its first step calls load_fn; running it in the dispatch callback instead of
-    one loop iteration later is what lets a lone load cost no more iterations
-    than a task created at load() time (dloader 0.1.1's design).
-    """
-    if loop.get_task_factory() is not None or asyncio.current_task(loop) is not None:
-        # The application's own task factory decides how tasks start; and a dispatch runs
-        # from loop callbacks, never inside a task, but an eager start there would fail.
-        return loop.create_task(coroutine, name=name)
-    if _EAGER_TASKS:
-        task = asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
-        return None if task.done() else task
-    eager = _EagerStart(coroutine)
-    context = contextvars.copy_context()
-    task = asyncio.Task(eager, loop=loop, name=name, context=context)
-    # The first step runs inside the task, as 3.12's eager_start does: current_task()
-    # is the batch task (asyncio.timeout() works in load_fn), in the task's context.
-    _enter_task(loop, task)
-    try:
-        context.run(eager.first_step)
-    finally:
-        _leave_task(loop, task)
-    if eager.interrupt is not None:
-        raise eager.interrupt
-    # The coroutine may be finished although the task is not done until its next step.
-    return task if eager.state is _SUSPENDED else None
-
-
-class _EagerStart(Coroutine[Any, Any, Any]):
-    """Python 3.11's eager task start: a coroutine whose first step already ran.
-
-    The task's own first step then continues where that left off: it finishes
-    at once if the coroutine did, waits on the future the coroutine is blocked
-    on, or resumes it right away after a bare yield or an already-done future.
-    """
-
-    __slots__ = ("coroutine", "state", "value", "interrupt")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        self.coroutine = coroutine
-        self.state = _NOT_STARTED
-        self.value: Any = None
-        self.interrupt: BaseException | None = None
-
-    def first_step(self) -> None:
-        try:
-            self.value = self.coroutine.send(None)
-            self.state = _SUSPENDED
-        except StopIteration as stop:
-            self.state = _RETURNED
-            self.value = stop.value
-        except (KeyboardInterrupt, SystemExit) as interrupt:  # propagates now, as with eager_start
-            self.state = _RAISED
-            self.value = asyncio.CancelledError()
-            self.interrupt = interrupt
-        except BaseException as error:
-            self.state = _RAISED
-            self.value = error
-
-    def send(self, value: Any) -> Any:
-        state = self.state
-        if state is _RUNNING:
-            return self.coroutine.send(value)
-        self.state = _RUNNING
-        if state is _RETURNED:
-            raise StopIteration(self.value)
-        if state is _RAISED:
-            error, self.value = self.value, None
-            raise error
-        blocked_on, self.value = self.value, None
-        if blocked_on is None or blocked_on.done():
-            if blocked_on is not None:
-                blocked_on._asyncio_future_blocking = False
-            return self.coroutine.send(None)
-        return blocked_on  # the task now waits on the future the coroutine yielded
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if self.state is _SUSPENDED:  # cancelled before the task's first step
-            self.state = _RUNNING
-            blocked_on, self.value = self.value, None
-            if blocked_on is not None:
-                blocked_on.cancel()
-        elif self.state is not _RUNNING:
-            self.state = _RUNNING
-            self.value = None
-            self.coroutine.close()
-        if val is None and tb is None:
-            return self.coroutine.throw(typ)
-        return self.coroutine.throw(typ, val, tb)
-
-    def close(self) -> None:
-        self.coroutine.close()
-
-    def __await__(self) -> Any:  # pragma: no cover - only ever driven by its task
-        raise TypeError("_EagerStart is driven by its task, not awaited")
-
-
-_NOT_STARTED = "not started"
-_SUSPENDED = "suspended"
-_RETURNED = "returned"
-_RAISED = "raised"
-_RUNNING = "running"
 
 
 def constructor_signature() -> inspect.Signature:
@@ -275,22 +261,16 @@ def constructor_signature() -> inspect.Signature:
             inspect.Parameter("cache_map", positional, default=None),
             inspect.Parameter("cache_key_fn", keyword, default=None),
             inspect.Parameter("name", keyword, default=None),
+            inspect.Parameter("cache_errors", keyword, default=False),
+            inspect.Parameter("max_concurrent_batches", keyword, default=None),
+            inspect.Parameter("stats", keyword, default=False),
+            inspect.Parameter("instrumentation", keyword, default=DEFAULT),
+            inspect.Parameter("value_cache", keyword, default=None),
         ]
     )
 
 
 # ---------------------------------------------------------------- loop binding
-
-
-def checks_thread_id(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether load() may test "is this loop running here" by the loop's thread id.
-
-    Python 3.11's C ``_get_running_loop()`` calls getpid() on every call (a system
-    call, a third of a cached load); asyncio's loops record the thread running them
-    in ``_thread_id``, and the loop running in this thread is the running loop.
-    Python 3.12+ made ``_get_running_loop()`` cheap, and other loops do not say.
-    """
-    return sys.version_info < (3, 12) and isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_thread_id")
 
 
 def no_loop_error(name: str) -> RuntimeError:
@@ -326,34 +306,108 @@ def entered_twice_error(name: str) -> RuntimeError:
     return RuntimeError(f"DataLoader {name!r} is already entered by an 'async with' block; it cannot be re-entered")
 
 
-def unhashable_key_error(name: str, key: Any, error: TypeError) -> TypeError:
+def unhashable_key_error(name: str, key: Any, error: TypeError, has_cache_key_fn: bool = False) -> TypeError:
+    if has_cache_key_fn:
+        return TypeError(
+            f"DataLoader {name!r}: cache_key_fn returned an unhashable cache key for key {key!r} ({error}); "
+            "it must return a hashable identity (a str, int, tuple, frozenset...)"
+        )
     return TypeError(
         f"DataLoader {name!r}: key {key!r} is unhashable ({error}); pass cache_key_fn=... "
         "to map such keys to a hashable identity"
     )
 
 
-def check_key_hashable(name: str, cache_key: Any, key: Any, error: TypeError) -> TypeError | None:
+def check_key_hashable(
+    name: str, cache_key: Any, key: Any, error: TypeError, has_cache_key_fn: bool = False
+) -> TypeError | None:
     """After a TypeError from a cache or dict lookup, tell whether the key was the cause."""
     try:
         hash(cache_key)
     except TypeError as hash_error:
-        return unhashable_key_error(name, key, hash_error)
+        return unhashable_key_error(name, key, hash_error, has_cache_key_fn)
     return None
+
+
+def keys_argument_error(name: str, keys: Any) -> TypeError:
+    return TypeError(
+        f"DataLoader {name!r}: load_many() takes an iterable of keys, not a {type(keys).__name__} "
+        f"({keys!r:.40}); pass a list, e.g. load_many([key]) or load_many(list_of_keys)"
+    )
 
 
 # ---------------------------------------------------------------- load_fn results
 
 
 def not_awaitable_error(name: str, returned: Any) -> TypeError:
+    if inspect.isasyncgen(returned):
+        return TypeError(
+            f"DataLoader {name!r}: load_fn returned an async generator; load_fn must be an async function "
+            "that returns the results (a list or a mapping), not one that yields them"
+        )
     return TypeError(
         f"DataLoader {name!r}: load_fn returned {type(returned).__name__}, not an awaitable; "
         "load_fn must be an async function (declare it with 'async def')"
     )
 
 
-def is_awaitable(value: Any) -> bool:
-    return inspect.isawaitable(value)
+def await_iterator(name: str, awaitable: Any) -> Any:
+    """What a task steps to await ``awaitable`` (an object with send/throw), or a TypeError."""
+    if isinstance(awaitable, types.CoroutineType):
+        return awaitable
+    if isinstance(awaitable, types.GeneratorType) and awaitable.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE:
+        return awaitable
+    await_method = getattr(type(awaitable), "__await__", None)
+    if await_method is None:
+        raise not_awaitable_error(name, awaitable)
+    iterator = await_method(awaitable)
+    if not hasattr(iterator, "send") or not hasattr(iterator, "throw"):
+        return _SendableIterator(iterator)
+    return iterator
+
+
+class _SendableIterator:
+    """An __await__ iterator that has only __next__, made steppable like a generator."""
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+
+    def send(self, value: Any) -> Any:
+        return next(self.iterator)
+
+    def throw(self, error: BaseException) -> Any:
+        raise error
+
+    def close(self) -> None:
+        pass
+
+
+@types.coroutine
+def resume(iterator: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Go on awaiting ``iterator``, whose first step already ran and yielded ``yielded``.
+
+    The batch takes load_fn's first step by hand to learn whether it suspends (then its
+    waiters are watched, so that a load_fn nobody waits for any more is cancelled); this
+    is ``await`` for the steps after that. Only batches that suspend (do I/O) come here.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            iterator.close()
+            raise
+        except BaseException as error:
+            try:
+                yielded = iterator.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = iterator.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def wrong_length_error(name: str, n_keys: int, n_results: int) -> ValueError:
@@ -373,6 +427,25 @@ def not_a_sequence_error(name: str, results: Any) -> TypeError:
 def interrupted_error(name: str, interrupt: BaseException) -> RuntimeError:
     error = RuntimeError(f"DataLoader {name!r}: load_fn was interrupted by {type(interrupt).__name__}")
     error.__cause__ = interrupt
+    return error
+
+
+def propagates(interrupt: BaseException) -> bool:
+    """Whether a BaseException from load_fn leaves the batch task (after failing its waiters).
+
+    KeyboardInterrupt and SystemExit propagate as asyncio propagates them; any other
+    BaseException (a custom one, GeneratorExit raised by load_fn) only fails the waiters,
+    so that asyncio logs no "exception was never retrieved" for a task nobody awaits.
+    """
+    return isinstance(interrupt, (KeyboardInterrupt, SystemExit))
+
+
+def settable_error(name: str, error: BaseException) -> BaseException:
+    """An error a future accepts: a future refuses StopIteration, so it is wrapped."""
+    if isinstance(error, StopIteration):
+        wrapped = RuntimeError(f"DataLoader {name!r}: StopIteration as a result; a future cannot hold it")
+        wrapped.__cause__ = error
+        return wrapped
     return error
 
 
@@ -416,6 +489,85 @@ def loader_repr(class_name: str, name: str, cached: int, queued: int, in_flight:
 
 def task_name(name: str, counter: int) -> str:
     return f"dloader:{name}:batch-{counter}"
+
+
+def write_task_name(name: str) -> str:
+    return f"dloader:{name}:value-cache"
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderStats:
+    """A snapshot of one loader's counters (``DataLoader(stats=True)``, ``loader.stats``).
+
+    Snapshots add up (``a + b``), e.g. over the loaders of a request, and ``as_dict()``
+    gives the fields by name.
+    """
+
+    loads: int = 0  #: keys asked for, through load() and load_many()
+    cache_hits: int = 0  #: answered from cache_map
+    joined: int = 0  #: answered by a fetch already queued or in flight
+    batches: int = 0  #: load_fn calls
+    batch_keys: int = 0  #: keys sent to load_fn
+    batch_failures: int = 0  #: load_fn calls that raised or returned a bad shape
+    key_failures: int = 0  #: keys failed by an Exception result or a missing mapping key
+    value_cache_hits: int = 0  #: keys answered by the value_cache
+    value_cache_errors: int = 0  #: value_cache calls that failed
+
+    def __add__(self, other: LoaderStats) -> LoaderStats:
+        if not isinstance(other, LoaderStats):
+            return NotImplemented
+        return LoaderStats(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class Counters:
+    """The mutable counters behind LoaderStats (the pure twin's; the compiled one keeps C ints)."""
+
+    __slots__ = tuple(field.name for field in dataclasses.fields(LoaderStats))
+
+    def __init__(self) -> None:
+        for field in self.__slots__:
+            setattr(self, field, 0)
+
+    def snapshot(self) -> LoaderStats:
+        return LoaderStats(*(getattr(self, field) for field in self.__slots__))
+
+
+# ---------------------------------------------------------------- value cache
+
+
+_log = logging.getLogger("dloader")
+_last_logged: dict[tuple[str, str], float] = {}
+_LOG_INTERVAL = 60.0
+
+
+def log_cache_failure(name: str, operation: str, error: BaseException) -> None:
+    """Log a value_cache failure at most once a minute per loader name and operation."""
+    now = time.monotonic()
+    key = (name, operation)
+    last = _last_logged.get(key)
+    if last is not None and now - last < _LOG_INTERVAL:
+        return
+    _last_logged[key] = now
+    _log.warning(
+        "DataLoader %r: value_cache.%s failed (%s: %s); loads fall back to load_fn",
+        name,
+        operation,
+        type(error).__name__,
+        error,
+    )
+
+
+def bad_cache_answer(name: str, keys: int, answer: Any) -> ValueError:
+    return ValueError(
+        f"value_cache.get_many returned {type(answer).__name__} "
+        f"of {len(answer) if hasattr(answer, '__len__') else '?'} items for {keys} keys"
+    )
 
 
 def shutdown_error_group(name: str, errors: list[Exception]) -> ExceptionGroup[Exception] | None:

@@ -1,27 +1,33 @@
 """The pure-Python DataLoader: the readable reference and the fallback.
 
 ``_loader_c.pyx`` is its compiled twin; keep the two structurally parallel
-(same method order and section comments), with shared slow paths in ``_common``.
+(same classes, method order and section comments), with shared slow paths in ``_common``.
 """
 
 from __future__ import annotations
 
-from asyncio import AbstractEventLoop, CancelledError, Future, InvalidStateError, Task
+import weakref
+from asyncio import AbstractEventLoop, CancelledError, Future, InvalidStateError, Task, wait
 from asyncio import current_task as _current_task
-from asyncio.events import _get_running_loop
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from threading import get_ident as _get_ident
 from types import CoroutineType, TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from . import _common
-from ._common import MAX_DISPATCH_WAITS, LoadFunction
+from ._asyncio_private import NATIVE_EAGER_START, ready_queue, thread_id_of
+from ._asyncio_private import get_running_loop as _get_running_loop
+from ._common import DEFAULT, MAX_DISPATCH_WAITS, LoaderStats, LoadFunction
 from ._common import yield_once as _yield_once
+from .value_cache import MISS
 
 __all__ = ("DataLoader",)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+_NOTHING: Any = object()
 
 
 class _Collector:
@@ -58,6 +64,10 @@ class _Collector:
 # have one waiter, so most keys cost no list.
 
 
+def _waiter_future(waiter: Any) -> Future[Any]:
+    return waiter[0].future if type(waiter) is tuple else waiter  # type: ignore[no-any-return]
+
+
 def _waiter_done(waiter: Any) -> bool:
     return waiter[0].future.done() if type(waiter) is tuple else waiter.done()  # type: ignore[no-any-return]
 
@@ -86,6 +96,214 @@ def _cancel(waiter: Any) -> None:
         waiter.cancel()
 
 
+def _start_task(loop: AbstractEventLoop, coroutine: Any, name: str, on_done: Callable[[Task[Any]], None]) -> Task[Any]:
+    """Start one of the loader's tasks so that it can never end before its first step unseen.
+
+    Without an application task factory, on 3.12+, the first step runs now (eager start):
+    the coroutine is inside its own try block before anybody can cancel the task. Otherwise
+    a done callback lets the owner clean up after a task cancelled before its first step.
+    """
+    if NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
+        return Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
+    task = loop.create_task(coroutine, name=name)
+    task.add_done_callback(on_done)
+    return task
+
+
+class _Batch:
+    """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
+
+    __slots__ = ("loader", "keys", "cache_keys", "entries", "tokens", "task", "finished", "live", "watched", "running")
+
+    def __init__(
+        self, loader: DataLoader[Any, Any], keys: list[Any], cache_keys: list[Any], entries: list[Any], tokens: Any
+    ) -> None:
+        self.loader = loader
+        self.keys = keys
+        self.cache_keys = cache_keys
+        self.entries = entries
+        self.tokens = tokens
+        self.task: Task[Any] | None = None
+        self.finished = False
+        # While load_fn is suspended: how many of the batch's waiters still want a value.
+        self.live = 0
+        self.watched = False
+        self.running = False  # counted against max_concurrent_batches
+
+    def task_done(self, task: Task[Any]) -> None:
+        """Done callback, where a task may end before its first step (then nothing ran)."""
+        if not self.finished:
+            self.loader._abandon_batch(self)
+
+    def waiter_done(self, future: Future[Any]) -> None:
+        """Done callback of a watched batch's waiters: cancel load_fn when the last one cancelled."""
+        # Only cancellation counts: a load_many that failed early still loads and caches its other keys.
+        if not self.finished and future.cancelled():
+            self.live -= 1
+            if self.live == 0:
+                self.loader._unwanted(self)
+
+
+class _Dispatcher:
+    """Dispatches every loader of one event loop, in the order their first keys were queued.
+
+    One per loop (and per twin): batches of different loaders start in request order,
+    and one dispatch serves every loader that queued keys in the same iterations.
+    """
+
+    __slots__ = ("loop_ref", "ready", "pending", "handle", "seen", "waits", "starting", "__weakref__")
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        # Weak: the registry of dispatchers is keyed weakly by the loop it serves.
+        self.loop_ref = weakref.ref(loop)
+        self.ready = ready_queue(loop)
+        # Loaders with queued keys, in the order of their first key; a loader is here
+        # exactly while its queue is not empty.
+        self.pending: list[DataLoader[Any, Any]] = []
+        # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
+        self.handle: Any = None
+        self.seen = 0
+        self.waits = 0
+        self.starting = False
+
+    def add(self, loader: DataLoader[Any, Any]) -> None:
+        """``loader`` queued its first key; schedule a dispatch if none is."""
+        self.pending.append(loader)
+        if self.handle is None:
+            try:
+                self._schedule(loader)
+            except BaseException:  # a task factory failed: nothing is scheduled for this key
+                self.pending.remove(loader)
+                raise
+
+    def remove(self, loader: DataLoader[Any, Any]) -> Task[Any] | None:
+        """``loader`` has nothing queued any more; returns a dispatch task this cancelled."""
+        try:
+            self.pending.remove(loader)
+        except ValueError:
+            return None
+        handle = self.handle
+        if self.pending or handle is None:
+            return None
+        self.handle = None
+        handle.cancel()
+        return handle if isinstance(handle, Task) else None
+
+    def queued(self) -> int:
+        return sum([len(loader._queue) for loader in self.pending])
+
+    @property
+    def loop(self) -> AbstractEventLoop:
+        return self.loop_ref()  # type: ignore[return-value]  # alive while its loaders use it
+
+    def _schedule(self, loader: DataLoader[Any, Any]) -> None:
+        self.seen = self.queued()
+        self.waits = 0
+        ready = self.ready
+        if ready is None or not ready:
+            # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks one
+            # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
+            loader._batch_counter += 1
+            name = _common.task_name(loader._name, loader._batch_counter)
+            self.starting = True
+            try:
+                self.handle = _start_task(self.loop, self._dispatch_task(loader), name, self._task_done)
+            finally:
+                self.starting = False
+        else:
+            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
+            self.handle = self.loop.call_at(self.loop.time(), self._check)
+
+    async def _dispatch_task(self, owner: DataLoader[Any, Any]) -> None:
+        """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
+        loop = self.loop
+        try:
+            if self.starting:  # started eagerly inside load(): look one iteration on, as a task's first step does
+                await _yield_once()
+            ready = self.ready
+            if ready is None:
+                # uvloop: a yielding task resumes after every callback queued before it, so
+                # each look sees a whole iteration; look once more while keys keep arriving.
+                await _yield_once()
+                while self.waits < MAX_DISPATCH_WAITS:
+                    queued = self.queued()
+                    if queued <= self.seen:
+                        break
+                    self.seen = queued
+                    self.waits += 1
+                    await _yield_once()
+            elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
+                self.handle = loop.call_at(loop.time(), self._check)
+                return
+        except BaseException:  # cancelled from outside before dispatching
+            if self.handle is _current_task(loop):
+                self._abandon()
+            raise
+        batches = self._take()
+        if len(batches) == 1 and batches[0].loader is owner:
+            batch = batches[0]  # a lone batch runs in this task, named after its loader
+            batch.task = _current_task(loop)
+            await batch.loader._run_batch(batch)
+        elif batches:
+            self._start(batches, 0)
+
+    def _task_done(self, task: Task[Any]) -> None:
+        if self.handle is task:  # ended before dispatching: cancelled before its first step
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """The dispatch task was cancelled from outside: its loaders' queued callers are cancelled."""
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        for loader in pending:
+            loader._cancel_queue()
+
+    def _check(self) -> None:
+        """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
+        queued = self.queued()
+        if queued > self.seen and self.waits < MAX_DISPATCH_WAITS and self.ready:
+            self.seen = queued
+            self.waits += 1
+            self.handle = self.loop.call_at(self.loop.time(), self._check)
+            return
+        batches = self._take()
+        if batches:
+            self._start(batches, 0)
+
+    def _take(self) -> list[_Batch]:
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        batches: list[_Batch] = []
+        for loader in pending:
+            loader._take_batches(batches)
+        return batches
+
+    def _start(self, batches: list[_Batch], index: int) -> None:
+        """Start batches in order; after an interrupt the rest start in the next iteration."""
+        count = len(batches)
+        try:
+            while index < count:
+                batch = batches[index]
+                index += 1
+                batch.loader._start_batch_task(batch)
+        except BaseException:
+            if index < count:
+                self.loop.call_soon(self._start, batches, index)
+            raise
+
+
+_dispatchers: weakref.WeakKeyDictionary[AbstractEventLoop, _Dispatcher] = weakref.WeakKeyDictionary()
+
+
+def _dispatcher_for(loop: AbstractEventLoop) -> _Dispatcher:
+    dispatcher = _dispatchers.get(loop)
+    if dispatcher is None:
+        dispatcher = _dispatchers[loop] = _Dispatcher(loop)
+    return dispatcher
+
+
 class DataLoader(Generic[_K, _V]):
     """Batches, de-duplicates and caches the loads of many concurrent callers.
 
@@ -96,37 +314,40 @@ class DataLoader(Generic[_K, _V]):
     """
 
     __slots__ = (
-        "load_fn",
-        "max_batch_size",
-        "cache",
-        "cache_map",
-        "cache_key_fn",
-        "name",
+        "_load_fn",
+        "_max_batch_size",
+        "_batch_limit",
+        "_cache",
+        "_cache_map",
+        "_cache_key_fn",
+        "_name",
+        "_cache_errors",
+        "_max_concurrent_batches",
+        "_counters",
+        "_instrumentation",
+        "_observed",
+        "_value_cache",
         "_loop",
         "_create_future",
-        "_ready",
         "_thread_check",
+        "_dispatcher",
         "_queue",
         "_queue_keys",
+        "_tokens",
         "_in_flight",
         "_more_waiters",
-        "_dispatch_handle",
-        "_dispatch_seen",
-        "_dispatch_waits",
+        "_errors",
+        "_watched",
         "_batches",
+        "_waiting",
+        "_running",
         "_batch_counter",
+        "_cache_tasks",
         "_closing",
         "_shutdown_errors",
         "_entered",
         "__weakref__",
     )
-
-    load_fn: LoadFunction[_K, _V]
-    max_batch_size: int | None
-    cache: bool
-    cache_map: MutableMapping[Any, _V]
-    cache_key_fn: Callable[[_K], Hashable] | None
-    name: str
 
     def __init__(
         self,
@@ -138,36 +359,138 @@ class DataLoader(Generic[_K, _V]):
         *,
         cache_key_fn: Callable[[_K], Hashable] | None = None,
         name: str | None = None,
+        cache_errors: bool | Callable[[_K, Exception], bool] = False,
+        max_concurrent_batches: int | None = None,
+        stats: bool = False,
+        instrumentation: Any = DEFAULT,
+        value_cache: Any = None,
     ) -> None:
-        _common.validate_arguments(load_fn, max_batch_size, cache, cache_map, cache_key_fn, name, loop)
-        self.load_fn = load_fn
-        self.max_batch_size = max_batch_size
-        self.cache = cache
-        self.cache_map = {} if cache_map is None else cache_map
-        self.cache_key_fn = cache_key_fn
-        self.name = _common.loader_name(load_fn, name)
+        name = _common.validate_arguments(
+            load_fn, max_batch_size, cache, cache_map, cache_key_fn, name, loop,
+            cache_errors, max_concurrent_batches, stats,
+        )  # fmt: skip
+        self._load_fn = load_fn
+        self._max_batch_size = max_batch_size
+        self._batch_limit = _common.batch_limit(max_batch_size)
+        self._cache = cache
+        self._cache_map: MutableMapping[Any, _V] = {} if cache_map is None else cache_map
+        self._cache_key_fn = cache_key_fn
+        self._name = name
+        self._cache_errors = cache_errors
+        self._max_concurrent_batches = max_concurrent_batches
+        self._counters = _common.Counters() if stats else None
+        self._instrumentation = _common.check_instrumentation(name, instrumentation)
+        self._observed = stats or self._instrumentation is not None
+        self._value_cache = _common.check_value_cache(name, value_cache)
         self._loop: AbstractEventLoop | None = None
         self._create_future: Callable[[], Future[Any]] | None = None
-        self._ready = None
         self._thread_check = False
+        self._dispatcher: _Dispatcher | None = None
         # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
         self._queue: dict[Any, Any] = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
         self._queue_keys: dict[Any, Any] = {}
-        # Keys whose load_fn call is running and whose result may be cached.
+        # With instrumentation: (cache key or list of cache keys, token) of the queued calls.
+        self._tokens: list[tuple[Any, Any]] = []
+        # Keys whose load_fn call is running and whose result may be cached: cache key -> first waiter.
         self._in_flight: dict[Any, Any] = {}
         # A key's first waiter -> the waiters that joined it.
         self._more_waiters: dict[Any, list[Any]] = {}
-        self._dispatch_handle: Any = None
-        self._dispatch_seen = 0
-        self._dispatch_waits = 0
-        self._batches: set[Task[None]] = set()
+        # Cached failures (primed exceptions, cache_errors): cache key -> exception.
+        self._errors: dict[Any, Exception] = {}
+        # First waiter -> its batch, for batches whose load_fn is suspended (watched).
+        self._watched: dict[Any, _Batch] = {}
+        self._batches: set[_Batch] = set()
+        self._waiting: deque[_Batch] = deque()  # batches held back by max_concurrent_batches
+        self._running = 0
         self._batch_counter = 0
-        self._closing = False
+        self._cache_tasks: set[Task[Any]] = set()
+        self._closing = 0
         self._shutdown_errors: list[Exception] = []
         self._entered = False
         if loop is not None:
             self._bind(loop)
+
+    # ------------------------------------------------------------ public attributes
+
+    @property
+    def load_fn(self) -> LoadFunction[_K, _V]:
+        return self._load_fn
+
+    @load_fn.setter
+    def load_fn(self, value: LoadFunction[_K, _V]) -> None:
+        self._load_fn = _common.check_load_fn(self._name, value)
+
+    @property
+    def max_batch_size(self) -> int | None:
+        return self._max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, value: int | None) -> None:
+        self._max_batch_size = _common.check_max_batch_size(self._name, value)
+        self._batch_limit = _common.batch_limit(value)
+
+    @property
+    def cache(self) -> bool:
+        return self._cache
+
+    @cache.setter
+    def cache(self, value: bool) -> None:
+        self._cache = _common.check_bool(self._name, "cache", value)
+
+    @property
+    def cache_map(self) -> MutableMapping[Any, _V]:
+        return self._cache_map
+
+    @cache_map.setter
+    def cache_map(self, value: MutableMapping[Any, _V]) -> None:
+        self._cache_map = _common.check_cache_map(self._name, value)
+
+    @property
+    def cache_key_fn(self) -> Callable[[_K], Hashable] | None:
+        return self._cache_key_fn
+
+    @cache_key_fn.setter
+    def cache_key_fn(self, value: Callable[[_K], Hashable] | None) -> None:
+        self._cache_key_fn = _common.check_cache_key_fn(self._name, value)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = _common.check_name(value)
+
+    @property
+    def cache_errors(self) -> bool | Callable[[_K, Exception], bool]:
+        return self._cache_errors
+
+    @cache_errors.setter
+    def cache_errors(self, value: bool | Callable[[_K, Exception], bool]) -> None:
+        self._cache_errors = _common.check_cache_errors(self._name, value)
+
+    @property
+    def max_concurrent_batches(self) -> int | None:
+        return self._max_concurrent_batches
+
+    @max_concurrent_batches.setter
+    def max_concurrent_batches(self, value: int | None) -> None:
+        self._max_concurrent_batches = _common.check_max_concurrent_batches(self._name, value)
+
+    @property
+    def stats(self) -> LoaderStats | None:
+        """A snapshot of the loader's counters (``stats=True``), else None."""
+        counters = self._counters
+        return None if counters is None else counters.snapshot()
+
+    @property
+    def instrumentation(self) -> Any:
+        return self._instrumentation
+
+    @property
+    def value_cache(self) -> Any:
+        return self._value_cache
 
     # ------------------------------------------------------------ public API
 
@@ -179,37 +502,46 @@ class DataLoader(Generic[_K, _V]):
                 loop = self._loop_for_call()
         elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
         try:
-            if self.cache:
-                cache_map = self.cache_map
+            if self._cache:
+                cache_map = self._cache_map
                 if cache_key in cache_map:
                     future: Future[_V] = self._create_future()  # type: ignore[misc]
                     future.set_result(cache_map[cache_key])
+                    if self._observed:
+                        self._observe(key, future, None, False, 1, 0, 0)
+                    return future
+                if self._errors and cache_key in self._errors:
+                    future = self._create_future()  # type: ignore[misc]
+                    future.set_exception(self._errors[cache_key])
+                    if self._observed:
+                        self._observe(key, future, None, False, 1, 0, 0)
                     return future
             future = self._create_future()  # type: ignore[misc]
             entry = self._in_flight.get(cache_key) if self._in_flight else None
             if entry is None:
                 queue = self._queue
-                first_key = not queue
                 # One dict operation both finds a queued key and queues a new one.
                 entry = queue.setdefault(cache_key, future)
-                queued_now = entry is future
-                if queued_now:
-                    if first_key:
-                        self._schedule_dispatch(loop)  # type: ignore[arg-type]  # bound by now
+                if entry is future:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
+                    if len(queue) == 1:  # the first key: every bookkeeping is done, schedule
+                        self._schedule(cache_key)
+                    if self._observed:
+                        self._observe(key, future, cache_key, False, 0, 0, 1)
                     return future
+                queued = True
+            else:
+                queued = False
         except TypeError as error:
             raise self._key_error(cache_key, key, error) from None
         # The key is queued or in flight already: join its first waiter.
-        more = self._more_waiters.get(entry)
-        if more is None:
-            self._more_waiters[entry] = [future]
-        else:
-            more.append(future)
+        self._join(entry, future)
+        if self._observed:
+            self._observe(key, future, cache_key if queued else None, False, 0, 1, 0)
         return future
 
     @overload
@@ -230,22 +562,28 @@ class DataLoader(Generic[_K, _V]):
                 loop = self._loop_for_call()
         elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
+        if isinstance(keys, (str, bytes, bytearray)):
+            raise _common.keys_argument_error(self._name, keys)
         keys = list(keys)
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         cache_keys = keys if cache_key_fn is None else [cache_key_fn(key) for key in keys]
         future: Future[list[Any]] = self._create_future()  # type: ignore[misc]
         results: list[Any] = [None] * len(keys)
         collector = _Collector(future, results, return_exceptions)
         # First pass: answer cache hits and check every key, so a bad key leaves nothing queued.
         missing: list[int] = []
+        failed: list[int] = []
         index = 0
         try:
-            if self.cache:
-                cache_map = self.cache_map
+            if self._cache:
+                cache_map = self._cache_map
+                errors = self._errors
                 for index, cache_key in enumerate(cache_keys):
                     if cache_key in cache_map:
                         results[index] = cache_map[cache_key]
                         collector.remaining -= 1
+                    elif errors and cache_key in errors:
+                        failed.append(index)
                     else:
                         missing.append(index)
             else:
@@ -254,54 +592,95 @@ class DataLoader(Generic[_K, _V]):
                 missing = list(range(len(keys)))
         except TypeError as error:
             raise self._key_error(cache_keys[index], keys[index], error) from None
+        hits = len(keys) - len(missing)
+        for index in failed:
+            collector.fail(index, self._errors[cache_keys[index]])
         queue = self._queue
         in_flight = self._in_flight
+        joined = 0
+        queued_keys: list[Any] | None = [] if self._instrumentation is not None else None
+        schedule = _NOTHING
         for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
             entry = in_flight.get(cache_key) if in_flight else None
             if entry is None:
-                first_key = not queue
                 entry = queue.setdefault(cache_key, waiter)
+                if queued_keys is not None:
+                    queued_keys.append(cache_key)
                 if entry is waiter:
-                    if first_key:
-                        self._schedule_dispatch(loop)  # type: ignore[arg-type]  # bound by now
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = keys[index]
+                    if len(queue) == 1:
+                        schedule = cache_key
                     continue
-            more = self._more_waiters.get(entry)
-            if more is None:
-                self._more_waiters[entry] = [waiter]
-            else:
-                more.append(waiter)
-        if collector.remaining == 0:
+            joined += 1
+            self._join(entry, waiter)
+        if schedule is not _NOTHING:  # every key is queued: now the dispatch may be scheduled
+            self._schedule(schedule)
+        if collector.remaining == 0 and not future.done():
             future.set_result(results)
+        if self._observed:
+            self._observe(keys, future, queued_keys, True, hits, joined, len(missing) - joined)
         return future
 
     def clear(self, key: _K) -> None:
         """Forget the cached value of ``key``; a running fetch of it is detached."""
         cache_key = self._cache_key(key)
-        try:
-            del self.cache_map[cache_key]
-        except KeyError:
-            pass
-        self._in_flight.pop(cache_key, None)
+        self._forget(cache_key)
+        if self._value_cache is not None:
+            self._schedule_cache_call("delete_many", [cache_key])
 
     def clear_many(self, keys: Iterable[_K]) -> None:
         """Forget the cached values of ``keys``; running fetches of them are detached."""
-        for key in keys:
-            self.clear(key)
+        cache_keys = [self._cache_key(key) for key in keys]
+        for cache_key in cache_keys:
+            self._forget(cache_key)
+        if self._value_cache is not None and cache_keys:
+            self._schedule_cache_call("delete_many", cache_keys)
 
     def clear_all(self) -> None:
         """Empty the cache; every running fetch is detached."""
-        self.cache_map.clear()
+        self._cache_map.clear()
+        self._errors.clear()
         self._in_flight.clear()
+        if self._value_cache is not None:
+            self._schedule_cache_call("clear", None)
+
+    async def invalidate(self, keys: Iterable[_K]) -> None:
+        """Forget ``keys`` here and wait until the value_cache has deleted them too."""
+        cache_keys = [self._cache_key(key) for key in keys]
+        for cache_key in cache_keys:
+            self._forget(cache_key)
+        if self._value_cache is not None and cache_keys:
+            await self._value_cache.delete_many(cache_keys)
 
     def prime(self, key: _K, value: _V) -> None:
-        """Store ``value`` for ``key`` (overwriting); a running fetch of it is detached."""
+        """Store ``value`` for ``key`` (overwriting) and answer the loads of it still queued.
+
+        A running fetch of ``key`` is detached. An ``Exception`` instance as ``value``
+        fails the loads of ``key`` with it until it is cleared.
+        """
         cache_key = self._cache_key(key)
-        self.cache_map[cache_key] = value
+        if isinstance(value, Exception):
+            self._cache_map.pop(cache_key, None)
+            self._errors[cache_key] = value
+        else:
+            self._cache_map[cache_key] = value
+            if self._errors:
+                self._errors.pop(cache_key, None)
         self._in_flight.pop(cache_key, None)
+        queue = self._queue
+        if queue:
+            entry = queue.pop(cache_key, _NOTHING)
+            if entry is not _NOTHING:
+                self._queue_keys.pop(cache_key, None)
+                if not queue:
+                    self._dispatcher.remove(self)  # type: ignore[union-attr]
+                if isinstance(value, Exception):
+                    self._fail_entry(entry, value)
+                else:
+                    self._deliver_entry(entry, value)
 
     def prime_many(self, data: Mapping[_K, _V]) -> None:
         """Store every key-value pair of ``data``, as ``prime`` does."""
@@ -311,45 +690,58 @@ class DataLoader(Generic[_K, _V]):
     async def shutdown(self) -> ExceptionGroup[Exception] | None:
         """Cancel the scheduled dispatch, running batches and every pending future.
 
-        Waits for the batches to finish and returns an ExceptionGroup of the
-        exceptions (other than cancellation) that load_fn raised while being
-        cancelled, or None. Idempotent; the loader stays usable.
+        Waits for the batches to finish (and, with a value_cache, for its pending writes,
+        at most its timeout) and returns an ExceptionGroup of the exceptions (other than
+        cancellation) that load_fn raised while being cancelled, or None. Idempotent; the
+        loader stays usable. Cancelling the task that awaits it cancels the wait.
         """
-        handle = self._dispatch_handle
-        if handle is not None:
-            handle.cancel()
-            self._dispatch_handle = None
-        queue = self._queue
-        self._queue = {}
-        self._queue_keys = {}
-        for entry in queue.values():
-            self._cancel_entry(entry)
-        for entry in self._in_flight.values():
-            # Their batches are cancelled below and drop the joined waiters themselves.
-            _cancel(entry)
-            for waiter in self._more_waiters.get(entry, ()):
-                _cancel(waiter)
-        batches = list(self._batches)
-        errors: list[Exception] = []
-        self._shutdown_errors = errors
-        self._closing = True
+        tasks: list[Task[Any]] = []
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            cancelled_dispatch = dispatcher.remove(self)
+            if cancelled_dispatch is not None:
+                tasks.append(cancelled_dispatch)
+        self._cancel_queue()
+        if not self._closing:
+            self._shutdown_errors = []
+        errors = self._shutdown_errors
+        self._closing += 1
         try:
-            for task in batches:
-                task.cancel()
-            for task in batches:
-                try:
-                    await task
-                except CancelledError:
-                    pass
+            while self._waiting:
+                batch = self._waiting.popleft()
+                self._cancel_batch(batch)
+                self._batch_ended(batch)
+            for batch in list(self._batches):
+                # Their tasks are cancelled below; the waiters are cancelled now, so no caller
+                # waits on a load_fn that ignores cancellation.
+                for entry in batch.entries:
+                    _cancel(entry)
+                    for waiter in self._more_waiters.get(entry, ()):
+                        _cancel(waiter)
+                task = batch.task
+                if task is not None:
+                    task.cancel()
+                    tasks.append(task)
+            if tasks:
+                await wait(tasks)
+                _retrieve(tasks)
+            cache_tasks = self._cache_tasks
+            if cache_tasks:
+                timeout = getattr(self._value_cache, "timeout", None)
+                pending = list(cache_tasks)
+                _done, still = await wait(pending, timeout=timeout)
+                for task in still:
+                    task.cancel()
+                if still:
+                    await wait(still)
+                _retrieve(pending)
         finally:
-            self._closing = False
-            # A dispatch task cancelled before its first step never removed itself.
-            self._batches.difference_update(batches)
-        return _common.shutdown_error_group(self.name, errors)
+            self._closing -= 1
+        return _common.shutdown_error_group(self._name, errors)
 
     async def __aenter__(self) -> DataLoader[_K, _V]:
         if self._entered:
-            raise _common.entered_twice_error(self.name)
+            raise _common.entered_twice_error(self._name)
         self._entered = True
         if self._loop is None:
             self._loop_for_call()
@@ -366,16 +758,37 @@ class DataLoader(Generic[_K, _V]):
 
     def __repr__(self) -> str:
         return _common.loader_repr(
-            type(self).__name__, self.name, len(self.cache_map), len(self._queue), len(self._in_flight)
+            type(self).__name__, self._name, len(self._cache_map), len(self._queue), len(self._in_flight)
         )
+
+    def __copy__(self) -> NoReturn:
+        raise _common.copy_error(type(self).__name__)
+
+    def __deepcopy__(self, memo: Any) -> NoReturn:
+        raise _common.copy_error(type(self).__name__)
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise _common.copy_error(type(self).__name__)
+
+    def _debug_state(self) -> dict[str, Any]:
+        """Counts of the loader's internal state, for tests: all zero when it is idle."""
+        dispatcher = self._dispatcher
+        return {
+            "queued": len(self._queue),
+            "in_flight": len(self._in_flight),
+            "batches": len(self._batches),
+            "joined": len(self._more_waiters),
+            "dispatch_scheduled": dispatcher is not None and self in dispatcher.pending,
+            "pending_writes": len(self._cache_tasks),
+        }
 
     # ------------------------------------------------------------ loop binding
 
     def _bind(self, loop: AbstractEventLoop) -> None:
         self._loop = loop
         self._create_future = loop.create_future
-        self._ready = _common.ready_queue(loop)
-        self._thread_check = _common.checks_thread_id(loop)
+        self._thread_check = thread_id_of(loop)
+        self._dispatcher = _dispatcher_for(loop)
 
     def _loop_for_call(self) -> AbstractEventLoop:
         """The slow path of load(): bind, rebind, or explain why the loop is wrong."""
@@ -383,102 +796,88 @@ class DataLoader(Generic[_K, _V]):
         loop = self._loop
         if running is None:
             if loop is None:
-                raise _common.no_loop_error(self.name)
+                raise _common.no_loop_error(self._name)
             if loop.is_closed():
-                raise _common.closed_loop_error(self.name)
+                raise _common.closed_loop_error(self._name)
             if loop.is_running():  # running, but not in this thread: never touch it from here
-                raise _common.other_thread_error(self.name)
+                raise _common.other_thread_error(self._name)
             return loop
         if loop is not None and running is not loop:
-            busy = len(self._queue) + len(self._in_flight) + len(self._batches)
+            busy = len(self._queue) + len(self._in_flight) + len(self._batches) + len(self._cache_tasks)
             if busy:
-                raise _common.other_loop_error(self.name, busy)
+                raise _common.other_loop_error(self._name, busy)
         self._bind(running)
         return running
 
     # ------------------------------------------------------------ keys
 
     def _cache_key(self, key: _K) -> Hashable:
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         return key if cache_key_fn is None else cache_key_fn(key)
 
     def _key_error(self, cache_key: Any, key: Any, error: TypeError) -> TypeError:
-        return _common.check_key_hashable(self.name, cache_key, key, error) or error
+        found = _common.check_key_hashable(self._name, cache_key, key, error, self._cache_key_fn is not None)
+        return found or error
+
+    def _join(self, entry: Any, waiter: Any) -> None:
+        more = self._more_waiters.get(entry)
+        if more is None:
+            self._more_waiters[entry] = [waiter]
+        else:
+            more.append(waiter)
+        if self._watched:
+            batch = self._watched.get(entry)
+            if batch is not None:  # its load_fn is suspended: the batch is wanted by one more
+                batch.live += 1
+                _waiter_future(waiter).add_done_callback(batch.waiter_done)
+
+    def _forget(self, cache_key: Any) -> None:
+        try:
+            del self._cache_map[cache_key]
+        except KeyError:
+            pass
+        if self._errors:
+            self._errors.pop(cache_key, None)
+        self._in_flight.pop(cache_key, None)
+
+    def _observe(
+        self, key: Any, future: Future[Any], queued: Any, many: bool, hits: int, joined: int, fetched: int
+    ) -> None:
+        """Statistics and instrumentation of one load()/load_many() call (off: never called)."""
+        counters = self._counters
+        if counters is not None:
+            counters.loads += hits + joined + fetched
+            counters.cache_hits += hits
+            counters.joined += joined
+        instrumentation = self._instrumentation
+        if instrumentation is not None:
+            token = instrumentation.on_load(self, key, future, many)
+            if token is not None and queued:
+                self._tokens.append((queued, token))
 
     # ------------------------------------------------------------ dispatch
 
-    def _schedule_dispatch(self, loop: AbstractEventLoop) -> None:
-        # The caller queues the first key right after this.
-        self._dispatch_seen = 1
-        self._dispatch_waits = 0
-        ready = self._ready
-        if ready is None or not ready:
-            # An idle asyncio loop, or uvloop (which hides its ready queue): the batch's own
-            # task looks one iteration on and then runs the batch itself, as in 0.1.1.
-            self._batch_counter += 1
-            name = _common.task_name(self.name, self._batch_counter)
-            task = loop.create_task(self._dispatch_task(), name=name)
-            self._batches.add(task)
-            self._dispatch_handle = task
-        else:
-            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
+    def _schedule(self, cache_key: Any) -> None:
+        """The first key is queued: schedule the dispatch (a task factory may run here)."""
+        try:
+            self._dispatcher.add(self)  # type: ignore[union-attr]
+        except BaseException:
+            entry = self._queue.pop(cache_key)
+            self._queue_keys.pop(cache_key, None)
+            self._more_waiters.pop(entry, None)
+            self._tokens.clear()
+            raise
 
-    async def _dispatch_task(self) -> None:
-        """The dispatch on an idle asyncio loop or on uvloop, in the task that then runs the batch."""
-        self._dispatch_handle = None
-        loop = self._loop
-        ready = self._ready
-        if ready is None:
-            # uvloop: a yielding task resumes after every callback queued before it, so each
-            # look sees a whole iteration; look once more while keys keep arriving.
-            try:
-                await _yield_once()
-                while len(self._queue) > self._dispatch_seen and self._dispatch_waits < MAX_DISPATCH_WAITS:
-                    self._dispatch_seen = len(self._queue)
-                    self._dispatch_waits += 1
-                    await _yield_once()
-            except BaseException:  # cancelled (shutdown, or the loop closing)
-                self._batches.discard(_current_task(loop))
-                raise
-        elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
-            self._batches.discard(_current_task(loop))
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
-            return
-        batch = self._take_queue()
-        size = self.max_batch_size
-        if batch is not None and (size is None or len(batch[0]) <= size):
-            await self._run_batch(*batch)
-            return
-        self._batches.discard(_current_task(loop))
-        if batch is not None:  # split batches start together, each in its own task
-            self._start_batches(*batch)
+    def _cancel_queue(self) -> None:
+        queue = self._queue
+        self._queue = {}
+        self._queue_keys = {}
+        self._tokens = []
+        for entry in queue.values():
+            self._cancel_entry(entry)
 
-    def _dispatch_check(self) -> None:
-        """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
-        queued = len(self._queue)
-        ready = self._ready
-        if (
-            queued > self._dispatch_seen
-            and self._dispatch_waits < MAX_DISPATCH_WAITS
-            and ready  # an idle loop can bring no more keys before the next I/O
-        ):
-            self._dispatch_seen = queued
-            self._dispatch_waits += 1
-            loop = self._loop
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
-            return
-        self._dispatch_handle = None
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Send every queued key with a live waiter, in batches of max_batch_size."""
-        batch = self._take_queue()
-        if batch is not None:
-            self._start_batches(*batch)
-
-    def _take_queue(self) -> tuple[list[Any], list[Any], list[Any]] | None:
-        """Take every queued key with a live waiter, now in flight: (keys, cache keys, waiters)."""
+    def _take_batches(self, out: list[_Batch]) -> None:
+        """Move every queued key with a live waiter in flight, as batches of at most max_batch_size."""
         queue = self._queue
         self._queue = {}
         cache_keys = list(queue)
@@ -488,26 +887,41 @@ class DataLoader(Generic[_K, _V]):
             if (entry[0].future.done() if type(entry) is tuple else entry.done()) and not self._is_live(entry):
                 cache_keys, entries = self._drop_dead_keys(queue)
                 break
-        if self.cache_key_fn is None:
+        if self._cache_key_fn is None:
             keys = cache_keys
         else:
             queue_keys = self._queue_keys
             self._queue_keys = {}
             keys = [queue_keys[cache_key] for cache_key in cache_keys]
-        if not cache_keys:
-            return None
+        tokens = self._tokens
+        if tokens:
+            self._tokens = []
+        count = len(cache_keys)
+        if not count:
+            return
         self._in_flight.update(zip(cache_keys, entries))
-        return keys, cache_keys, entries
+        size = self._batch_limit
+        if count <= size:
+            self._add_batch(out, _Batch(self, keys, cache_keys, entries, [token for _, token in tokens]))
+            return
+        for start in range(0, count, size):
+            stop = start + size
+            part = cache_keys[start:stop]
+            self._add_batch(
+                out, _Batch(self, keys[start:stop], part, entries[start:stop], _tokens_for(tokens, part))
+            )
 
-    def _start_batches(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
-        count = len(keys)
-        size = self.max_batch_size
-        if size is None or count <= size:
-            self._start_batch(keys, cache_keys, entries)
+    def _add_batch(self, out: list[_Batch], batch: _Batch) -> None:
+        self._batches.add(batch)
+        limit = self._max_concurrent_batches
+        if limit is None:
+            out.append(batch)
+        elif self._running < limit:
+            self._running += 1
+            batch.running = True
+            out.append(batch)
         else:
-            for start in range(0, count, size):
-                stop = start + size
-                self._start_batch(keys[start:stop], cache_keys[start:stop], entries[start:stop])
+            self._waiting.append(batch)
 
     def _is_live(self, entry: Any) -> bool:
         """Whether any waiter of a key still wants its value."""
@@ -526,59 +940,135 @@ class DataLoader(Generic[_K, _V]):
                 self._more_waiters.pop(entry, None)
         return cache_keys, entries
 
-    def _start_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
+    def _start_batch_task(self, batch: _Batch) -> None:
         self._batch_counter += 1
-        name = _common.task_name(self.name, self._batch_counter)
-        task = _common.start_task(self._loop, self._run_batch(keys, cache_keys, entries), name)  # type: ignore[arg-type]
-        if task is not None:
-            self._batches.add(task)
+        name = _common.task_name(self._name, self._batch_counter)
+        coroutine = self._run_batch(batch)
+        try:
+            batch.task = _start_task(self._loop, coroutine, name, batch.task_done)  # type: ignore[arg-type]
+        except BaseException as error:
+            if not batch.finished:  # the task never ran (a task factory failed)
+                coroutine.close()
+                self._fail_batch(batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error))
+                self._batch_ended(batch)
+            if not isinstance(error, Exception):
+                raise
 
     # ------------------------------------------------------------ batches
 
-    async def _run_batch(self, keys: list[Any], cache_keys: list[Any], entries: list[Any]) -> None:
+    async def _run_batch(self, batch: _Batch) -> None:
         """Call load_fn once and answer every waiter of the batch, whatever happens."""
+        scope = None
+        error: BaseException | None = None
+        failures = 0
+        counters = self._counters
         try:
             try:
+                if self._value_cache is not None and self._cache and await self._read_value_cache(batch):
+                    return  # every key was in the value cache
+                if counters is not None:
+                    counters.batches += 1
+                    counters.batch_keys += len(batch.keys)
+                if self._instrumentation is not None:
+                    scope = self._instrumentation.on_batch(self, list(batch.keys), batch.tokens)
+                    if scope is not None:
+                        scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
-                awaitable = self.load_fn(list(keys))
-                if type(awaitable) is not CoroutineType and not _common.is_awaitable(awaitable):
-                    raise _common.not_awaitable_error(self.name, awaitable)
-                results = await awaitable
-            except (CancelledError, GeneratorExit):  # GeneratorExit: the task was garbage collected
-                self._cancel_entries(cache_keys, entries)
+                awaitable = self._load_fn(list(batch.keys))
+                iterator = awaitable if type(awaitable) is CoroutineType else _common.await_iterator(self._name, awaitable)
+                # load_fn's first step by hand: one that suspends gets its waiters watched.
+                try:
+                    yielded = iterator.send(None)
+                except StopIteration as stop:
+                    results = stop.value
+                else:
+                    self._watch(batch)
+                    results = await _common.resume(iterator, yielded)
+            except CancelledError as cancelled:
+                error = cancelled
+                self._cancel_batch(batch)
                 raise
-            except Exception as error:
-                self._fail_entries(cache_keys, entries, error)
-                if self._closing:
-                    self._shutdown_errors.append(error)
+            except GeneratorExit as exit_:
+                error = exit_
+                if batch.task is not None and _current_task(self._loop) is not batch.task:  # garbage collected
+                    self._cancel_batch(batch)
+                    raise
+                self._fail_batch(batch, _common.interrupted_error(self._name, exit_))
                 return
-            except BaseException as interrupt:  # KeyboardInterrupt, SystemExit: fail, then propagate
-                self._fail_entries(cache_keys, entries, _common.interrupted_error(self.name, interrupt))
-                raise
+            except Exception as exception:
+                error = exception
+                self._fail_batch(batch, exception)
+                if counters is not None:
+                    counters.batch_failures += 1
+                if self._closing:
+                    self._shutdown_errors.append(exception)
+                return
+            except BaseException as interrupt:  # KeyboardInterrupt, SystemExit, others: fail the waiters
+                error = interrupt
+                self._fail_batch(batch, _common.interrupted_error(self._name, interrupt))
+                if _common.propagates(interrupt):
+                    raise
+                return
             try:
-                self._resolve(keys, cache_keys, entries, results)
-            except Exception as error:  # a bad result shape: raised before any waiter is answered
-                self._fail_entries(cache_keys, entries, error)
+                failures = self._resolve(batch, results)
+            except Exception as exception:  # a bad result shape: raised before any waiter is answered
+                error = exception
+                self._fail_batch(batch, exception)
+                if counters is not None:
+                    counters.batch_failures += 1
         finally:
-            self._batches.discard(_current_task(self._loop))
+            self._batch_ended(batch)
+            if scope is not None:
+                self._exit_scope(scope, error, failures)
 
-    def _resolve(self, keys: list[Any], cache_keys: list[Any], entries: list[Any], results: Any) -> None:
+    def _exit_scope(self, scope: Any, error: BaseException | None, failures: int) -> None:
+        try:
+            scope.exit(error, failures)
+        except Exception as exception:
+            _common.log_cache_failure(self._name, "instrumentation.exit", exception)
+
+    def _resolve(self, batch: _Batch, results: Any) -> int:
+        """Answer the batch's waiters with load_fn's results; return the number of failed keys."""
+        keys = batch.keys
+        cache_keys = batch.cache_keys
         if type(results) is not list and type(results) is not tuple:
             results = _common.results_as_list(
-                self.name, keys, keys if self.cache_key_fn is None else cache_keys, results
+                self._name, keys, keys if self._cache_key_fn is None else cache_keys, results
             )
-        elif len(results) != len(entries):
-            raise _common.wrong_length_error(self.name, len(entries), len(results))
+        elif len(results) != len(cache_keys):
+            raise _common.wrong_length_error(self._name, len(cache_keys), len(results))
+        writes: list[tuple[Any, Any]] | None = [] if self._value_cache is not None and self._cache else None
+        failures = self._deliver_values(keys, cache_keys, batch.entries, results, writes)
+        if self._counters is not None:
+            self._counters.key_failures += failures
+        if writes:
+            self._schedule_cache_call("set_many", writes)
+        return failures
+
+    def _deliver_values(
+        self,
+        keys: list[Any],
+        cache_keys: list[Any],
+        entries: list[Any],
+        values: Any,
+        writes: list[tuple[Any, Any]] | None,
+    ) -> int:
         in_flight = self._in_flight
         more_waiters = self._more_waiters
-        cache_map = self.cache_map if self.cache else None
-        for cache_key, entry, value in zip(cache_keys, entries, results):
+        cache_map = self._cache_map if self._cache else None
+        failures = 0
+        index = -1
+        for cache_key, entry, value in zip(cache_keys, entries, values):
+            index += 1
             attached = in_flight.pop(cache_key, None)
             if attached is not entry:
                 if attached is not None:  # a newer fetch of this key: not ours to touch
                     in_flight[cache_key] = attached
                 attached = None
             if isinstance(value, Exception):
+                failures += 1
+                if attached is not None and cache_map is not None and self._cache_errors is not False:
+                    self._cache_error(keys[index], cache_key, value)
                 self._fail_entry(entry, value)
                 continue
             if attached is not None and cache_map is not None:
@@ -587,6 +1077,8 @@ class DataLoader(Generic[_K, _V]):
                 except Exception as error:  # a custom cache_map refused it: fail this key only
                     self._fail_entry(entry, error)
                     continue
+                if writes is not None:
+                    writes.append((cache_key, value))
             # _deliver(entry, value), inlined: one call less per key.
             if type(entry) is tuple:
                 entry[0].deliver(entry[1], value)
@@ -600,18 +1092,93 @@ class DataLoader(Generic[_K, _V]):
                 if more is not None:
                     for waiter in more:
                         _deliver(waiter, value)
+        return failures
 
-    def _fail_entries(self, cache_keys: list[Any], entries: list[Any], error: BaseException) -> None:
-        self._detach(cache_keys, entries)
-        for entry in entries:
+    def _cache_error(self, key: Any, cache_key: Any, error: Exception) -> None:
+        cache_errors = self._cache_errors
+        if cache_errors is True or (cache_errors is not False and cache_errors(key, error)):  # type: ignore[operator]
+            self._errors[cache_key] = error
+
+    def _watch(self, batch: _Batch) -> None:
+        """load_fn suspended: watch the waiters, so that a load_fn nobody waits for is cancelled."""
+        callback = batch.waiter_done
+        more_waiters = self._more_waiters
+        watched = self._watched
+        live = 0
+        for entry in batch.entries:
+            watched[entry] = batch
+            future = _waiter_future(entry)
+            if not future.done():
+                live += 1
+                future.add_done_callback(callback)
+            for waiter in more_waiters.get(entry, ()):
+                future = _waiter_future(waiter)
+                if not future.done():
+                    live += 1
+                    future.add_done_callback(callback)
+        batch.live = live
+        batch.watched = True
+        if live == 0:
+            self._unwanted(batch)
+
+    def _unwanted(self, batch: _Batch) -> None:
+        """Every waiter of a running batch is gone: its keys are free again, load_fn is cancelled."""
+        self._detach(batch.cache_keys, batch.entries)
+        task = batch.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _batch_ended(self, batch: _Batch) -> None:
+        batch.finished = True
+        self._batches.discard(batch)
+        if batch.watched:
+            watched = self._watched
+            for entry in batch.entries:
+                if watched.get(entry) is batch:
+                    del watched[entry]
+        if batch.running:
+            batch.running = False
+            self._running -= 1
+            self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """max_concurrent_batches: start held-back batches, in order, while there is room."""
+        limit = self._max_concurrent_batches
+        waiting = self._waiting
+        while waiting and (limit is None or self._running < limit):
+            batch = waiting.popleft()
+            if not any(map(self._is_live, batch.entries)):
+                self._cancel_batch(batch)
+                batch.finished = True
+                self._batches.discard(batch)
+                continue
+            self._running += 1
+            batch.running = True
+            self._start_batch_task(batch)
+
+    def _abandon_batch(self, batch: _Batch) -> None:
+        """A batch task ended before running a step (cancelled from outside): cancel its waiters."""
+        self._cancel_batch(batch)
+        self._batch_ended(batch)
+
+    def _fail_batch(self, batch: _Batch, error: BaseException) -> None:
+        self._detach(batch.cache_keys, batch.entries)
+        for entry in batch.entries:
             self._fail_entry(entry, error)
 
-    def _cancel_entries(self, cache_keys: list[Any], entries: list[Any]) -> None:
-        self._detach(cache_keys, entries)
-        for entry in entries:
+    def _cancel_batch(self, batch: _Batch) -> None:
+        self._detach(batch.cache_keys, batch.entries)
+        for entry in batch.entries:
             self._cancel_entry(entry)
 
+    def _deliver_entry(self, entry: Any, value: Any) -> None:
+        _deliver(entry, value)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _deliver(waiter, value)
+
     def _fail_entry(self, entry: Any, error: BaseException) -> None:
+        if isinstance(error, StopIteration):
+            error = _common.settable_error(self._name, error)
         _fail(entry, error)
         for waiter in self._more_waiters.pop(entry, ()):
             _fail(waiter, error)
@@ -626,3 +1193,83 @@ class DataLoader(Generic[_K, _V]):
         for cache_key, entry in zip(cache_keys, entries):
             if in_flight.get(cache_key) is entry:
                 del in_flight[cache_key]
+
+    # ------------------------------------------------------------ value cache
+
+    async def _read_value_cache(self, batch: _Batch) -> bool:
+        """Answer the batch's keys found in the value cache; only misses stay. True when none is left."""
+        cache_keys = batch.cache_keys
+        try:
+            answer = await self._value_cache.get_many(list(cache_keys))
+            if len(answer) != len(cache_keys):
+                raise _common.bad_cache_answer(self._name, len(cache_keys), answer)
+        except Exception as error:  # a cache failure never fails a load: load_fn answers instead
+            if self._counters is not None:
+                self._counters.value_cache_errors += 1
+            _common.log_cache_failure(self._name, "get_many", error)
+            return False
+        hit_keys: list[Any] = []
+        hit_cache_keys: list[Any] = []
+        hit_entries: list[Any] = []
+        hit_values: list[Any] = []
+        miss_keys: list[Any] = []
+        miss_cache_keys: list[Any] = []
+        miss_entries: list[Any] = []
+        for key, cache_key, entry, value in zip(batch.keys, cache_keys, batch.entries, answer):
+            if value is MISS:
+                miss_keys.append(key)
+                miss_cache_keys.append(cache_key)
+                miss_entries.append(entry)
+            else:
+                hit_keys.append(key)
+                hit_cache_keys.append(cache_key)
+                hit_entries.append(entry)
+                hit_values.append(value)
+        if hit_entries:
+            if self._counters is not None:
+                self._counters.value_cache_hits += len(hit_entries)
+            self._deliver_values(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
+        batch.keys = miss_keys
+        batch.cache_keys = miss_cache_keys
+        batch.entries = miss_entries
+        return not miss_entries
+
+    def _schedule_cache_call(self, operation: str, argument: Any) -> None:
+        """Run a value_cache write or delete in a task the loader tracks (shutdown waits for it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        task = loop.create_task(self._cache_call(operation, argument), name=_common.write_task_name(self._name))
+        self._cache_tasks.add(task)
+        task.add_done_callback(self._cache_tasks.discard)
+
+    async def _cache_call(self, operation: str, argument: Any) -> None:
+        try:
+            method = getattr(self._value_cache, operation)
+            await (method() if argument is None else method(argument))
+        except Exception as error:
+            if self._counters is not None:
+                self._counters.value_cache_errors += 1
+            _common.log_cache_failure(self._name, operation, error)
+
+
+def _tokens_for(tokens: list[tuple[Any, Any]], cache_keys: list[Any]) -> list[Any]:
+    """The tokens of the calls that wait for any of ``cache_keys`` (one split batch)."""
+    if not tokens:
+        return []
+    wanted = set(cache_keys)
+    out = []
+    for queued, token in tokens:
+        if type(queued) is list:
+            if not wanted.isdisjoint(queued):
+                out.append(token)
+        elif queued in wanted:
+            out.append(token)
+    return out
+
+
+def _retrieve(tasks: list[Task[Any]]) -> None:
+    """Mark the exceptions of awaited tasks as retrieved: shutdown() already dealt with them."""
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()

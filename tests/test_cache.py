@@ -423,15 +423,52 @@ async def test_clear_of_a_queued_key_keeps_the_fetch(loader_cls: type, make_reco
     assert recorder.batches == [["k"]]
 
 
-async def test_prime_of_a_queued_key_keeps_the_fetch(loader_cls: type, make_recorder: Any) -> None:
+async def test_prime_of_a_queued_key_answers_its_loads(loader_cls: type, make_recorder: Any) -> None:
+    """README, Semantics: Caching. A prime answers the loads of a key still queued; the key leaves the batch."""
+    recorder = make_recorder()
+    loader = loader_cls(recorder)
+    future = loader.load("k")
+    joined = loader.load("k")
+    other = loader.load("other")
+    loader.prime("k", "primed")
+    assert future.result() == "primed"
+    assert joined.result() == "primed"
+    assert await loader.load("k") == "primed"
+    assert await other == "value-of-'other'"
+    assert recorder.batches == [["other"]]
+    assert loader.cache_map == {"k": "primed", "other": "value-of-'other'"}
+
+
+async def test_prime_of_the_only_queued_key_calls_no_load_fn(loader_cls: type, make_recorder: Any) -> None:
     recorder = make_recorder()
     loader = loader_cls(recorder)
     future = loader.load("k")
     loader.prime("k", "primed")
-    assert await loader.load("k") == "primed"
-    # The queued fetch still answers its own waiter (which value the cache keeps is unspecified).
-    assert await future == "value-of-'k'"
-    assert loader.cache_map["k"] in {"primed", "value-of-'k'"}
+    assert await future == "primed"
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert recorder.batches == []
+    assert loader._debug_state() == dict.fromkeys(loader._debug_state(), 0) | {"dispatch_scheduled": False}
+
+
+async def test_primed_exception_fails_loads_until_cleared(loader_cls: type, make_recorder: Any) -> None:
+    """README, Semantics: Caching. A primed Exception fails loads of its key, as an Exception result does."""
+    recorder = make_recorder()
+    loader = loader_cls(recorder)
+    queued = loader.load("k")
+    error = LookupError("primed failure")
+    loader.prime("k", error)
+    with pytest.raises(LookupError) as info:
+        await queued
+    assert info.value is error
+    with pytest.raises(LookupError):
+        await loader.load("k")
+    with pytest.raises(LookupError):
+        await loader.load_many(["j", "k"])
+    assert await loader.load_many(["j", "k"], return_exceptions=True) == ["value-of-'j'", error]
+    assert recorder.keys == ["j"]
+    loader.clear("k")
+    assert await loader.load("k") == "value-of-'k'"
 
 
 async def test_clear_other_keys_does_not_detach(loader_cls: type, make_recorder: Any, spin: Any) -> None:

@@ -73,22 +73,43 @@ async def test_cancelling_the_awaiting_task_spares_the_others(loader_cls: type, 
     assert loader.cache_map == {1: "value-of-1"}
 
 
-async def test_only_caller_cancelled_in_flight_value_still_cached(
+async def test_only_caller_cancelled_in_flight_cancels_load_fn(
     loader_cls: type, make_recorder: Any, spin: Any
 ) -> None:
+    """README, Semantics: Futures and cancellation. A load_fn nobody waits for any more is cancelled."""
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder)
     future = loader.load(1)
     await spin(lambda: recorder.calls == 1)
     future.cancel()
+    await spin(lambda: recorder.cancelled == [0])
+    assert loader.cache_map == {}
+    assert loader._debug_state()["in_flight"] == 0
+    again = loader.load(1)
+    await spin(lambda: recorder.calls == 2)
+    recorder.release()
+    assert await again == "value-of-1"
+    assert loader.cache_map == {1: "value-of-1"}
+
+
+async def test_a_batch_with_one_caller_left_keeps_running(loader_cls: type, make_recorder: Any, spin: Any) -> None:
+    recorder = make_recorder(gated=True)
+    loader = loader_cls(recorder)
+    gone = [loader.load(1), loader.load(2)]
+    stays = loader.load(2)
+    many = loader.load_many([1, 3])
+    await spin(lambda: recorder.calls == 1)
+    for future in (*gone, many):
+        future.cancel()
     await idle(3)
     assert not recorder.cancelled
-    recorder.release()
-    await spin(lambda: recorder.finished == [0])
+    joined_late = loader.load(3)
+    stays.cancel()
     await idle(3)
-    assert loader.cache_map == {1: "value-of-1"}
-    assert await loader.load(1) == "value-of-1"
-    assert recorder.calls == 1
+    assert not recorder.cancelled  # joined_late still wants key 3
+    recorder.release()
+    assert await joined_late == "value-of-3"
+    assert loader.cache_map == {1: "value-of-1", 2: "value-of-2", 3: "value-of-3"}
 
 
 async def test_keys_with_every_waiter_cancelled_are_dropped(loader_cls: type, make_recorder: Any) -> None:
@@ -333,7 +354,7 @@ async def test_no_unretrieved_exception_reports(
     with pytest.raises(RuntimeError, match="first"):
         await failing
     recorder.release(1, raises=RuntimeError("second"))
-    recorder.release(2, raises=RuntimeError("third"))
+    await spin(lambda: recorder.cancelled == [2])  # nobody waits for key 3: its load_fn was cancelled
     await idle()
     del failing, cancelled
     # The autouse asyncio_errors fixture collects garbage and fails on any report.

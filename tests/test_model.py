@@ -2,9 +2,9 @@
 
 A program runs in rounds. In each round callers request keys (some cancel at
 once), the test waits until every batch is running (load_fn is held at a
-gate), then primes, clears and cancels while the keys are in flight, and
-finally releases every batch with values, per-key exceptions or a whole-batch
-failure. The model predicts exactly which keys are fetched, what every caller
+gate), then primes, clears and cancels while the keys are in flight (a batch
+nobody waits for any more is cancelled), and finally releases every other batch
+with values, per-key exceptions or a whole-batch failure. The model predicts exactly which keys are fetched, what every caller
 gets, and what the cache holds afterwards.
 """
 
@@ -148,8 +148,23 @@ class Program:
                 request.future.cancel()
                 request.cancelled = True
 
+        # A batch that no live request waits for any more is cancelled (its load_fn sees
+        # CancelledError at the gate); every other batch keeps running.
+        for _ in range(4):
+            await asyncio.sleep(0)
+        for batch in batches:
+            wanted = any(
+                not request.cancelled
+                and any(key in batch.keys and position not in request.cached for position, key in enumerate(request.keys))
+                for request in requests
+            )
+            assert batch.gate.cancelled() == (not wanted), f"round {number}: batch {batch.keys}, wanted={wanted}"
+
         # Release every batch.
         for batch in batches:
+            if batch.gate.cancelled():
+                batch.error = asyncio.CancelledError()
+                continue
             if self.draw(st.integers(0, 5), "batch fails?") == 0:
                 batch.error = ValueError(f"batch {batch.index} failed")
                 batch.gate.set_result(("raise", batch.error))
