@@ -495,6 +495,28 @@ def write_task_name(name: str) -> str:
     return f"dloader:{name}:value-cache"
 
 
+def tokens_for(tokens: list[tuple[Any, Any]], cache_keys: list[Any]) -> list[Any]:
+    """The tokens of the calls that wait for any of ``cache_keys`` (one split batch)."""
+    if not tokens:
+        return []
+    wanted = set(cache_keys)
+    out = []
+    for queued, token in tokens:
+        if type(queued) is list:
+            if not wanted.isdisjoint(queued):
+                out.append(token)
+        elif queued in wanted:
+            out.append(token)
+    return out
+
+
+def retrieve(tasks: list[asyncio.Task[Any]]) -> None:
+    """Mark the exceptions of awaited tasks as retrieved: shutdown() already dealt with them."""
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
 # ---------------------------------------------------------------- statistics
 
 

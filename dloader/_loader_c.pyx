@@ -1,40 +1,52 @@
 # cython: language_level=3, freethreading_compatible=True
 """The compiled DataLoader: the hot path (queueing, batch assembly, resolution) in C.
 
-The twin of ``_loader_py.py``: same methods in the same order, same behaviour;
+The twin of ``_loader_py.py``: same classes and methods in the same order, same behaviour;
 the shared slow paths and messages live in ``_common``.
 """
 
 cimport cython
 from cpython.dict cimport PyDict_SetItem
 from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject, Py_XDECREF
 
 cdef extern from "Python.h":
     # A type-flag test (no references involved); Cython's cpython/ does not declare it.
     bint PyExceptionInstance_Check(object value)
+    # Steps a coroutine without raising StopIteration at its end (CPython >= 3.10); the
+    # batch takes load_fn's first step by hand to learn whether it suspends.
+    ctypedef enum PySendResult:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    PySendResult PyIter_Send(object iterator, object argument, PyObject **result) except PYGEN_ERROR
 
 import asyncio
-import contextvars
-import sys
-from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Coroutine
+import weakref
+from collections import deque
 from types import CoroutineType, GenericAlias
 
 from . import _common
-from ._common import MAX_DISPATCH_WAITS
+from ._asyncio_private import NATIVE_EAGER_START, ready_queue, thread_id_of
+from ._asyncio_private import get_running_loop as _get_running_loop_function
+from ._common import DEFAULT, MAX_DISPATCH_WAITS
+from .value_cache import MISS
 
 # Looked up once: the hot path calls these for every key or batch.
-cdef object _get_running_loop = asyncio.events._get_running_loop
+cdef object _get_running_loop = _get_running_loop_function
 cdef object _current_task = asyncio.current_task
+cdef object _wait = asyncio.wait
 cdef object CancelledError = asyncio.CancelledError
 cdef object InvalidStateError = asyncio.InvalidStateError
 cdef object _CoroutineType = CoroutineType
+cdef object _Task = asyncio.Task
 cdef Py_ssize_t _MAX_DISPATCH_WAITS = MAX_DISPATCH_WAITS
 cdef object _yield_once = _common.yield_once
+cdef object _resume = _common.resume
 cdef object _MISSING = object()
-cdef object _Task = asyncio.Task
-cdef object _copy_context = contextvars.copy_context
-cdef bint _NATIVE_EAGER_TASKS = sys.version_info >= (3, 12)
+cdef object _MISS = MISS
+cdef bint _NATIVE_EAGER_START = NATIVE_EAGER_START
+cdef object _Deque = deque
 
 
 @cython.final
@@ -65,7 +77,7 @@ cdef class _Collector:
 
 
 cdef inline bint _runs_in_this_thread(object loop) except -1:
-    # See _common.checks_thread_id: only for asyncio's loops on Python 3.11.
+    # See _asyncio_private.thread_id_of: only for asyncio's loops on Python 3.11.
     thread_id = loop._thread_id
     return thread_id is not None and <unsigned long>thread_id == PyThread_get_thread_ident()
 
@@ -73,6 +85,12 @@ cdef inline bint _runs_in_this_thread(object loop) except -1:
 # A key's waiters: the first one is stored bare (in the queue and in-flight dicts);
 # any others wait in DataLoader._more_waiters under that first waiter. Most keys
 # have one waiter, so most keys cost no list.
+
+
+cdef inline object _waiter_future(object waiter):
+    if type(waiter) is tuple:
+        return (<_Collector>(<tuple>waiter)[0]).future
+    return waiter
 
 
 cdef inline bint _waiter_done(object waiter) except -1:
@@ -105,112 +123,213 @@ cdef inline _cancel(object waiter):
         waiter.cancel()
 
 
-cdef object _start_task(object loop, object coroutine, str name):
-    """Start a batch's coroutine in a named task, running its first step now.
+cdef object _start_task(object loop, object coroutine, str name, object on_done):
+    """Start one of the loader's tasks so that it can never end before its first step unseen.
 
-    Returns the task while the coroutine is still running, None once it finished.
-    The compiled copy of ``_common.start_task`` (same logic, line for line): on
-    Python 3.11 the eager start costs a third of a lone load in pure Python.
+    See ``_loader_py._start_task``.
     """
-    if loop.get_task_factory() is not None or _current_task(loop) is not None:
-        return loop.create_task(coroutine, name=name)
-    if _NATIVE_EAGER_TASKS:
-        task = _Task(coroutine, loop=loop, name=name, eager_start=True)
-        return None if task.done() else task
-    cdef _EagerStart eager = _EagerStart(coroutine)
-    context = _copy_context()
-    task = _Task(eager, loop=loop, name=name, context=context)
-    _enter_task(loop, task)
-    try:
-        context.run(eager.first_step)
-    finally:
-        _leave_task(loop, task)
-    if eager.interrupt is not None:
-        raise eager.interrupt
-    # The coroutine may be finished although the task is not done until its next step.
-    return task if eager.state == _SUSPENDED else None
-
-
-# _EagerStart.state values
-cdef enum:
-    _SUSPENDED = 1
-    _RETURNED = 2
-    _RAISED = 3
-    _RUNNING = 4
+    if _NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
+        return _Task(coroutine, loop=loop, name=name, eager_start=True)
+    task = loop.create_task(coroutine, name=name)
+    task.add_done_callback(on_done)
+    return task
 
 
 @cython.final
-cdef class _EagerStart:
-    """Python 3.11's eager task start: a coroutine whose first step already ran.
+cdef class _Batch:
+    """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
 
-    See ``_common._EagerStart``, the pure-Python version of the same logic.
+    def __cinit__(self, DataLoader loader, list keys, list cache_keys, list entries, object tokens):
+        self.loader = loader
+        self.keys = keys
+        self.cache_keys = cache_keys
+        self.entries = entries
+        self.tokens = tokens
+        self.task = None
+        self.finished = False
+        # While load_fn is suspended: how many of the batch's waiters still want a value.
+        self.live = 0
+        self.watched = False
+        self.running = False  # counted against max_concurrent_batches
+
+    def task_done(self, task):
+        """Done callback, where a task may end before its first step (then nothing ran)."""
+        if not self.finished:
+            self.loader._abandon_batch(self)
+
+    def waiter_done(self, future):
+        """Done callback of a watched batch's waiters: cancel load_fn when the last one cancelled."""
+        # Only cancellation counts: a load_many that failed early still loads and caches its other keys.
+        if not self.finished and future.cancelled():
+            self.live -= 1
+            if self.live == 0:
+                self.loader._unwanted(self)
+
+
+@cython.final
+cdef class _Dispatcher:
+    """Dispatches every loader of one event loop, in the order their first keys were queued.
+
+    One per loop (and per twin): batches of different loaders start in request order,
+    and one dispatch serves every loader that queued keys in the same iterations.
     """
 
-    cdef object coroutine
-    cdef int state
-    cdef object value
-    cdef object interrupt
+    def __cinit__(self, object loop):
+        # Weak: the registry of dispatchers is keyed weakly by the loop it serves.
+        self.loop_ref = weakref.ref(loop)
+        self.ready = ready_queue(loop)
+        # Loaders with queued keys, in the order of their first key; a loader is here
+        # exactly while its queue is not empty.
+        self.pending = []
+        # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
+        self.handle = None
+        self.seen = 0
+        self.waits = 0
+        self.starting = False
 
-    def __cinit__(self, object coroutine):
-        self.coroutine = coroutine
-        self.state = 0
-        self.value = None
-        self.interrupt = None
+    cdef object _loop(self):
+        return self.loop_ref()
 
-    def first_step(self):
+    cdef add(self, DataLoader loader):
+        """``loader`` queued its first key; schedule a dispatch if none is."""
+        self.pending.append(loader)
+        if self.handle is None:
+            try:
+                self._schedule(loader)
+            except BaseException:  # a task factory failed: nothing is scheduled for this key
+                self.pending.remove(loader)
+                raise
+
+    cdef object remove(self, DataLoader loader):
+        """``loader`` has nothing queued any more; returns a dispatch task this cancelled."""
         try:
-            self.value = self.coroutine.send(None)
-            self.state = _SUSPENDED
-        except StopIteration as stop:
-            self.state = _RETURNED
-            self.value = stop.value
-        except (KeyboardInterrupt, SystemExit) as interrupt:
-            self.state = _RAISED
-            self.value = CancelledError()
-            self.interrupt = interrupt
-        except BaseException as error:
-            self.state = _RAISED
-            self.value = error
+            self.pending.remove(loader)
+        except ValueError:
+            return None
+        handle = self.handle
+        if self.pending or handle is None:
+            return None
+        self.handle = None
+        handle.cancel()
+        return handle if isinstance(handle, _Task) else None
 
-    def send(self, value):
-        cdef int state = self.state
-        if state == _RUNNING:
-            return self.coroutine.send(value)
-        self.state = _RUNNING
-        if state == _RETURNED:
-            raise StopIteration(self.value)
-        if state == _RAISED:
-            error, self.value = self.value, None
-            raise error
-        blocked_on, self.value = self.value, None
-        if blocked_on is None or blocked_on.done():
-            if blocked_on is not None:
-                blocked_on._asyncio_future_blocking = False
-            return self.coroutine.send(None)
-        return blocked_on
+    cdef Py_ssize_t queued(self) except -1:
+        cdef Py_ssize_t total = 0
+        for loader in self.pending:
+            total += len((<DataLoader>loader)._queue)
+        return total
 
-    def throw(self, typ, val=None, tb=None):
-        if self.state == _SUSPENDED:
-            self.state = _RUNNING
-            blocked_on, self.value = self.value, None
-            if blocked_on is not None:
-                blocked_on.cancel()
-        elif self.state != _RUNNING:
-            self.state = _RUNNING
-            self.value = None
-            self.coroutine.close()
-        if val is None and tb is None:
-            return self.coroutine.throw(typ)
-        return self.coroutine.throw(typ, val, tb)
+    cdef _schedule(self, DataLoader loader):
+        self.seen = self.queued()
+        self.waits = 0
+        ready = self.ready
+        loop = self._loop()
+        if ready is None or not ready:
+            # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks one
+            # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
+            loader._batch_counter += 1
+            name = _common.task_name(loader._name, loader._batch_counter)
+            self.starting = True
+            try:
+                self.handle = _start_task(loop, self._dispatch_task(loader), name, self._task_done)
+            finally:
+                self.starting = False
+        else:
+            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
+            self.handle = loop.call_at(loop.time(), self._check)
 
-    def close(self):
-        self.coroutine.close()
+    async def _dispatch_task(self, DataLoader owner):
+        """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
+        cdef Py_ssize_t queued
+        loop = self._loop()
+        try:
+            if self.starting:  # started eagerly inside load(): look one iteration on, as a task's first step does
+                await _yield_once()
+            ready = self.ready
+            if ready is None:
+                # uvloop: a yielding task resumes after every callback queued before it, so
+                # each look sees a whole iteration; look once more while keys keep arriving.
+                await _yield_once()
+                while self.waits < _MAX_DISPATCH_WAITS:
+                    queued = self.queued()
+                    if queued <= self.seen:
+                        break
+                    self.seen = queued
+                    self.waits += 1
+                    await _yield_once()
+            elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
+                self.handle = loop.call_at(loop.time(), self._check)
+                return
+        except BaseException:  # cancelled from outside before dispatching
+            if self.handle is _current_task(loop):
+                self._abandon()
+            raise
+        batches = self._take()
+        cdef _Batch batch
+        if len(batches) == 1 and (<_Batch>batches[0]).loader is owner:
+            batch = <_Batch>batches[0]  # a lone batch runs in this task, named after its loader
+            batch.task = _current_task(loop)
+            await owner._run_batch(batch)
+        elif batches:
+            self._start(batches, 0)
 
-    def __await__(self):
-        raise TypeError("_EagerStart is driven by its task, not awaited")
+    def _task_done(self, task):
+        if self.handle is task:  # ended before dispatching: cancelled before its first step
+            self._abandon()
+
+    cdef _abandon(self):
+        """The dispatch task was cancelled from outside: its loaders' queued callers are cancelled."""
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        for loader in pending:
+            (<DataLoader>loader)._cancel_queue()
+
+    def _check(self):
+        """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
+        cdef Py_ssize_t queued = self.queued()
+        if queued > self.seen and self.waits < _MAX_DISPATCH_WAITS and self.ready:
+            self.seen = queued
+            self.waits += 1
+            loop = self._loop()
+            self.handle = loop.call_at(loop.time(), self._check)
+            return
+        batches = self._take()
+        if batches:
+            self._start(batches, 0)
+
+    cdef list _take(self):
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        cdef list batches = []
+        for loader in pending:
+            (<DataLoader>loader)._take_batches(batches)
+        return batches
+
+    def _start(self, list batches, Py_ssize_t index):
+        """Start batches in order; after an interrupt the rest start in the next iteration."""
+        cdef Py_ssize_t count = len(batches)
+        cdef _Batch batch
+        try:
+            while index < count:
+                batch = <_Batch?>batches[index]
+                index += 1
+                batch.loader._start_batch_task(batch)
+        except BaseException:
+            if index < count:
+                self._loop().call_soon(self._start, batches, index)
+            raise
 
 
-Coroutine.register(_EagerStart)
+cdef object _dispatchers = weakref.WeakKeyDictionary()
+
+
+cdef _Dispatcher _dispatcher_for(object loop):
+    dispatcher = _dispatchers.get(loop)
+    if dispatcher is None:
+        dispatcher = _dispatchers[loop] = _Dispatcher(loop)
+    return <_Dispatcher>dispatcher
 
 
 @cython.auto_pickle(False)
@@ -237,36 +356,142 @@ cdef class DataLoader:
         *,
         cache_key_fn=None,
         name=None,
+        cache_errors=False,
+        max_concurrent_batches=None,
+        stats=False,
+        instrumentation=DEFAULT,
+        value_cache=None,
     ):
-        _common.validate_arguments(load_fn, max_batch_size, cache, cache_map, cache_key_fn, name, loop)
-        self.load_fn = load_fn
-        self.max_batch_size = max_batch_size
-        self.cache = cache
-        self.cache_map = {} if cache_map is None else cache_map
-        self.cache_key_fn = cache_key_fn
-        self.name = _common.loader_name(load_fn, name)
+        name = _common.validate_arguments(
+            load_fn, max_batch_size, cache, cache_map, cache_key_fn, name, loop,
+            cache_errors, max_concurrent_batches, stats,
+        )
+        self._load_fn = load_fn
+        self._max_batch_size = max_batch_size
+        self._batch_limit = _common.batch_limit(max_batch_size)
+        self._cache = cache
+        self._cache_map = {} if cache_map is None else cache_map
+        self._cache_key_fn = cache_key_fn
+        self._name = name
+        self._cache_errors = cache_errors
+        self._max_concurrent_batches = max_concurrent_batches
+        self._counting = stats
+        self._instrumentation = _common.check_instrumentation(name, instrumentation)
+        self._observed = stats or self._instrumentation is not None
+        self._value_cache = _common.check_value_cache(name, value_cache)
         self._loop = None
         self._create_future = None
-        self._ready = None
         self._thread_check = False
+        self._dispatcher = None
         # Queued keys (not dispatched yet), in request order: cache key -> first waiter.
         self._queue = {}
         # With a cache_key_fn: cache key -> the original key, for load_fn.
         self._queue_keys = {}
-        # Keys whose load_fn call is running and whose result may be cached.
+        # With instrumentation: (cache key or list of cache keys, token) of the queued calls.
+        self._tokens = []
+        # Keys whose load_fn call is running and whose result may be cached: cache key -> first waiter.
         self._in_flight = {}
         # A key's first waiter -> the waiters that joined it.
         self._more_waiters = {}
-        self._dispatch_handle = None
-        self._dispatch_seen = 0
-        self._dispatch_waits = 0
+        # Cached failures (primed exceptions, cache_errors): cache key -> exception.
+        self._errors = {}
+        # First waiter -> its batch, for batches whose load_fn is suspended (watched).
+        self._watched = {}
         self._batches = set()
+        self._waiting = _Deque()  # batches held back by max_concurrent_batches
+        self._running = 0
         self._batch_counter = 0
-        self._closing = False
+        self._cache_tasks = set()
+        self._closing = 0
         self._shutdown_errors = []
         self._entered = False
         if loop is not None:
             self._bind(loop)
+
+    # ------------------------------------------------------------ public attributes
+
+    @property
+    def load_fn(self):
+        return self._load_fn
+
+    @load_fn.setter
+    def load_fn(self, value):
+        self._load_fn = _common.check_load_fn(self._name, value)
+
+    @property
+    def max_batch_size(self):
+        return self._max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, value):
+        self._max_batch_size = _common.check_max_batch_size(self._name, value)
+        self._batch_limit = _common.batch_limit(value)
+
+    @property
+    def cache(self):
+        return self._cache
+
+    @cache.setter
+    def cache(self, value):
+        self._cache = _common.check_bool(self._name, "cache", value)
+
+    @property
+    def cache_map(self):
+        return self._cache_map
+
+    @cache_map.setter
+    def cache_map(self, value):
+        self._cache_map = _common.check_cache_map(self._name, value)
+
+    @property
+    def cache_key_fn(self):
+        return self._cache_key_fn
+
+    @cache_key_fn.setter
+    def cache_key_fn(self, value):
+        self._cache_key_fn = _common.check_cache_key_fn(self._name, value)
+
+    @property
+    def name(self):
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = _common.check_name(value)
+
+    @property
+    def cache_errors(self):
+        return self._cache_errors
+
+    @cache_errors.setter
+    def cache_errors(self, value):
+        self._cache_errors = _common.check_cache_errors(self._name, value)
+
+    @property
+    def max_concurrent_batches(self):
+        return self._max_concurrent_batches
+
+    @max_concurrent_batches.setter
+    def max_concurrent_batches(self, value):
+        self._max_concurrent_batches = _common.check_max_concurrent_batches(self._name, value)
+
+    @property
+    def stats(self):
+        """A snapshot of the loader's counters (``stats=True``), else None."""
+        if not self._counting:
+            return None
+        return _common.LoaderStats(
+            self._loads, self._cache_hits, self._joined, self._batches_called, self._batch_keys,
+            self._batch_failures, self._key_failures, self._value_cache_hits, self._value_cache_errors,
+        )
+
+    @property
+    def instrumentation(self):
+        return self._instrumentation
+
+    @property
+    def value_cache(self):
+        return self._value_cache
 
     # ------------------------------------------------------------ public API
 
@@ -277,49 +502,60 @@ cdef class DataLoader:
         cdef object entry
         cdef object future
         cdef dict queue
-        cdef bint first_key, queued_now
+        cdef bint queued
         if self._thread_check:
             if not _runs_in_this_thread(loop):
                 loop = self._loop_for_call()
         elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
         try:
-            if self.cache:
-                cache_map = self.cache_map
+            if self._cache:
+                cache_map = self._cache_map
                 if type(cache_map) is dict:  # the default: one lookup for hit or miss
                     value = (<dict>cache_map).get(cache_key, _MISSING)
                     if value is not _MISSING:
                         future = self._create_future()
                         future.set_result(value)
+                        if self._observed:
+                            self._observe(key, future, None, False, 1, 0, 0)
                         return future
                 elif cache_key in cache_map:
                     future = self._create_future()
                     future.set_result(cache_map[cache_key])
+                    if self._observed:
+                        self._observe(key, future, None, False, 1, 0, 0)
+                    return future
+                if self._errors and cache_key in self._errors:
+                    future = self._create_future()
+                    future.set_exception(self._errors[cache_key])
+                    if self._observed:
+                        self._observe(key, future, None, False, 1, 0, 0)
                     return future
             future = self._create_future()
             entry = self._in_flight.get(cache_key) if self._in_flight else None
             if entry is None:
                 queue = self._queue
-                first_key = not queue
                 # One dict operation both finds a queued key and queues a new one.
                 entry = queue.setdefault(cache_key, future)
-                queued_now = entry is future
-                if queued_now:
-                    if first_key:
-                        self._schedule_dispatch(loop)
+                if entry is future:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
+                    if len(queue) == 1:  # the first key: every bookkeeping is done, schedule
+                        self._schedule(cache_key)
+                    if self._observed:
+                        self._observe(key, future, cache_key, False, 0, 0, 1)
                     return future
+                queued = True
+            else:
+                queued = False
         except TypeError as error:
             raise self._key_error(cache_key, key, error) from None
         # The key is queued or in flight already: join its first waiter.
-        more = self._more_waiters.get(entry)
-        if more is None:
-            self._more_waiters[entry] = [future]
-        else:
-            (<list>more).append(future)
+        self._join(entry, future)
+        if self._observed:
+            self._observe(key, future, cache_key if queued else None, False, 0, 1, 0)
         return future
 
     def load_many(self, keys, *, return_exceptions=False):
@@ -333,92 +569,149 @@ cdef class DataLoader:
         cdef list cache_keys
         cdef list results
         cdef list missing
+        cdef list failed
         cdef Py_ssize_t index = 0
-        cdef Py_ssize_t count
+        cdef Py_ssize_t count, hits, joined = 0
         cdef _Collector collector
         cdef dict queue
         cdef dict in_flight
         cdef object entry
-        cdef bint first_key
+        cdef list queued_keys
         if self._thread_check:
             if not _runs_in_this_thread(loop):
                 loop = self._loop_for_call()
         elif _get_running_loop() is not loop or loop is None:
             loop = self._loop_for_call()
+        if isinstance(keys, (str, bytes, bytearray)):
+            raise _common.keys_argument_error(self._name, keys)
         key_list = list(keys)
         count = len(key_list)
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         cache_keys = key_list if cache_key_fn is None else [cache_key_fn(key) for key in key_list]
         future = self._create_future()
         results = [None] * count
         collector = _Collector(future, results, return_exceptions)
         # First pass: answer cache hits and check every key, so a bad key leaves nothing queued.
         missing = []
+        failed = []
         try:
-            if self.cache:
-                cache_map = self.cache_map
-                for index in range(count):
-                    cache_key = cache_keys[index]
-                    if cache_key in cache_map:
-                        results[index] = cache_map[cache_key]
-                        collector.remaining -= 1
-                    else:
-                        missing.append(index)
+            if self._cache:
+                cache_map = self._cache_map
+                errors = self._errors
+                if type(cache_map) is dict:
+                    for index in range(count):
+                        value = (<dict>cache_map).get(cache_keys[index], _MISSING)
+                        if value is not _MISSING:
+                            results[index] = value
+                            collector.remaining -= 1
+                        elif errors and cache_keys[index] in errors:
+                            failed.append(index)
+                        else:
+                            missing.append(index)
+                else:
+                    for index in range(count):
+                        cache_key = cache_keys[index]
+                        if cache_key in cache_map:
+                            results[index] = cache_map[cache_key]
+                            collector.remaining -= 1
+                        elif errors and cache_key in errors:
+                            failed.append(index)
+                        else:
+                            missing.append(index)
             else:
                 for index in range(count):
                     hash(cache_keys[index])
                 missing = list(range(count))
         except TypeError as error:
             raise self._key_error(cache_keys[index], key_list[index], error) from None
+        hits = count - len(missing)
+        for index in failed:
+            collector.fail(index, self._errors[cache_keys[index]])
         queue = self._queue
         in_flight = self._in_flight
-        for item in missing:
-            index = item
+        queued_keys = [] if self._instrumentation is not None else None
+        schedule = _MISSING
+        for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
             entry = in_flight.get(cache_key) if in_flight else None
             if entry is None:
-                first_key = not queue
                 entry = queue.setdefault(cache_key, waiter)
+                if queued_keys is not None:
+                    queued_keys.append(cache_key)
                 if entry is waiter:
-                    if first_key:
-                        self._schedule_dispatch(loop)
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key_list[index]
+                    if len(queue) == 1:
+                        schedule = cache_key
                     continue
-            more = self._more_waiters.get(entry)
-            if more is None:
-                self._more_waiters[entry] = [waiter]
-            else:
-                (<list>more).append(waiter)
-        if collector.remaining == 0:
+            joined += 1
+            self._join(entry, waiter)
+        if schedule is not _MISSING:  # every key is queued: now the dispatch may be scheduled
+            self._schedule(schedule)
+        if collector.remaining == 0 and not future.done():
             future.set_result(results)
+        if self._observed:
+            self._observe(key_list, future, queued_keys, True, hits, joined, len(missing) - joined)
         return future
 
     def clear(self, key):
         """Forget the cached value of ``key``; a running fetch of it is detached."""
         cache_key = self._cache_key(key)
-        try:
-            del self.cache_map[cache_key]
-        except KeyError:
-            pass
-        self._in_flight.pop(cache_key, None)
+        self._forget(cache_key)
+        if self._value_cache is not None:
+            self._schedule_cache_call("delete_many", [cache_key])
 
     def clear_many(self, keys):
         """Forget the cached values of ``keys``; running fetches of them are detached."""
-        for key in keys:
-            self.clear(key)
+        cache_keys = [self._cache_key(key) for key in keys]
+        for cache_key in cache_keys:
+            self._forget(cache_key)
+        if self._value_cache is not None and cache_keys:
+            self._schedule_cache_call("delete_many", cache_keys)
 
     def clear_all(self):
         """Empty the cache; every running fetch is detached."""
-        self.cache_map.clear()
+        self._cache_map.clear()
+        self._errors.clear()
         self._in_flight.clear()
+        if self._value_cache is not None:
+            self._schedule_cache_call("clear", None)
+
+    async def invalidate(self, keys):
+        """Forget ``keys`` here and wait until the value_cache has deleted them too."""
+        cache_keys = [self._cache_key(key) for key in keys]
+        for cache_key in cache_keys:
+            self._forget(cache_key)
+        if self._value_cache is not None and cache_keys:
+            await self._value_cache.delete_many(cache_keys)
 
     def prime(self, key, value):
-        """Store ``value`` for ``key`` (overwriting); a running fetch of it is detached."""
+        """Store ``value`` for ``key`` (overwriting) and answer the loads of it still queued.
+
+        A running fetch of ``key`` is detached. An ``Exception`` instance as ``value``
+        fails the loads of ``key`` with it until it is cleared.
+        """
         cache_key = self._cache_key(key)
-        self.cache_map[cache_key] = value
+        if isinstance(value, Exception):
+            self._cache_map.pop(cache_key, None)
+            self._errors[cache_key] = value
+        else:
+            self._cache_map[cache_key] = value
+            if self._errors:
+                self._errors.pop(cache_key, None)
         self._in_flight.pop(cache_key, None)
+        queue = self._queue
+        if queue:
+            entry = queue.pop(cache_key, _MISSING)
+            if entry is not _MISSING:
+                self._queue_keys.pop(cache_key, None)
+                if not queue:
+                    self._dispatcher.remove(self)
+                if isinstance(value, Exception):
+                    self._fail_entry(entry, value)
+                else:
+                    self._deliver_entry(entry, value)
 
     def prime_many(self, data):
         """Store every key-value pair of ``data``, as ``prime`` does."""
@@ -428,45 +721,60 @@ cdef class DataLoader:
     async def shutdown(self):
         """Cancel the scheduled dispatch, running batches and every pending future.
 
-        Waits for the batches to finish and returns an ExceptionGroup of the
-        exceptions (other than cancellation) that load_fn raised while being
-        cancelled, or None. Idempotent; the loader stays usable.
+        Waits for the batches to finish (and, with a value_cache, for its pending writes,
+        at most its timeout) and returns an ExceptionGroup of the exceptions (other than
+        cancellation) that load_fn raised while being cancelled, or None. Idempotent; the
+        loader stays usable. Cancelling the task that awaits it cancels the wait.
         """
-        handle = self._dispatch_handle
-        if handle is not None:
-            handle.cancel()
-            self._dispatch_handle = None
-        queue = self._queue
-        self._queue = {}
-        self._queue_keys = {}
-        for entry in queue.values():
-            self._cancel_entry(entry)
-        for entry in self._in_flight.values():
-            # Their batches are cancelled below and drop the joined waiters themselves.
-            _cancel(entry)
-            for waiter in self._more_waiters.get(entry, ()):
-                _cancel(waiter)
-        batches = list(self._batches)
-        errors = []
-        self._shutdown_errors = errors
-        self._closing = True
+        cdef _Batch batch
+        tasks = []
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            cancelled_dispatch = self._dispatcher.remove(self)
+            if cancelled_dispatch is not None:
+                tasks.append(cancelled_dispatch)
+        self._cancel_queue()
+        if not self._closing:
+            self._shutdown_errors = []
+        errors = self._shutdown_errors
+        self._closing += 1
         try:
-            for task in batches:
-                task.cancel()
-            for task in batches:
-                try:
-                    await task
-                except CancelledError:
-                    pass
+            while self._waiting:
+                batch = <_Batch>self._waiting.popleft()
+                self._cancel_batch(batch)
+                self._batch_ended(batch)
+            for item in list(self._batches):
+                batch = <_Batch>item
+                # Their tasks are cancelled below; the waiters are cancelled now, so no caller
+                # waits on a load_fn that ignores cancellation.
+                for entry in batch.entries:
+                    _cancel(entry)
+                    for waiter in self._more_waiters.get(entry, ()):
+                        _cancel(waiter)
+                task = batch.task
+                if task is not None:
+                    task.cancel()
+                    tasks.append(task)
+            if tasks:
+                await _wait(tasks)
+                _common.retrieve(tasks)
+            cache_tasks = self._cache_tasks
+            if cache_tasks:
+                timeout = getattr(self._value_cache, "timeout", None)
+                pending = list(cache_tasks)
+                _done, still = await _wait(pending, timeout=timeout)
+                for task in still:
+                    task.cancel()
+                if still:
+                    await _wait(still)
+                _common.retrieve(pending)
         finally:
-            self._closing = False
-            # A dispatch task cancelled before its first step never removed itself.
-            self._batches.difference_update(batches)
-        return _common.shutdown_error_group(self.name, errors)
+            self._closing -= 1
+        return _common.shutdown_error_group(self._name, errors)
 
     async def __aenter__(self):
         if self._entered:
-            raise _common.entered_twice_error(self.name)
+            raise _common.entered_twice_error(self._name)
         self._entered = True
         if self._loop is None:
             self._loop_for_call()
@@ -478,16 +786,37 @@ cdef class DataLoader:
 
     def __repr__(self):
         return _common.loader_repr(
-            type(self).__name__, self.name, len(self.cache_map), len(self._queue), len(self._in_flight)
+            type(self).__name__, self._name, len(self._cache_map), len(self._queue), len(self._in_flight)
         )
+
+    def __copy__(self):
+        raise _common.copy_error(type(self).__name__)
+
+    def __deepcopy__(self, memo):
+        raise _common.copy_error(type(self).__name__)
+
+    def __reduce_ex__(self, protocol):
+        raise _common.copy_error(type(self).__name__)
+
+    def _debug_state(self):
+        """Counts of the loader's internal state, for tests: all zero when it is idle."""
+        dispatcher = self._dispatcher
+        return {
+            "queued": len(self._queue),
+            "in_flight": len(self._in_flight),
+            "batches": len(self._batches),
+            "joined": len(self._more_waiters),
+            "dispatch_scheduled": dispatcher is not None and self in self._dispatcher.pending,
+            "pending_writes": len(self._cache_tasks),
+        }
 
     # ------------------------------------------------------------ loop binding
 
     cdef _bind(self, object loop):
         self._loop = loop
         self._create_future = loop.create_future
-        self._ready = _common.ready_queue(loop)
-        self._thread_check = _common.checks_thread_id(loop)
+        self._thread_check = thread_id_of(loop)
+        self._dispatcher = _dispatcher_for(loop)
 
     cdef object _loop_for_call(self):
         """The slow path of load(): bind, rebind, or explain why the loop is wrong."""
@@ -495,109 +824,96 @@ cdef class DataLoader:
         loop = self._loop
         if running is None:
             if loop is None:
-                raise _common.no_loop_error(self.name)
+                raise _common.no_loop_error(self._name)
             if loop.is_closed():
-                raise _common.closed_loop_error(self.name)
+                raise _common.closed_loop_error(self._name)
             if loop.is_running():  # running, but not in this thread: never touch it from here
-                raise _common.other_thread_error(self.name)
+                raise _common.other_thread_error(self._name)
             return loop
         if loop is not None and running is not loop:
-            busy = len(self._queue) + len(self._in_flight) + len(self._batches)
+            busy = len(self._queue) + len(self._in_flight) + len(self._batches) + len(self._cache_tasks)
             if busy:
-                raise _common.other_loop_error(self.name, busy)
+                raise _common.other_loop_error(self._name, busy)
         self._bind(running)
         return running
 
     # ------------------------------------------------------------ keys
 
     cdef object _cache_key(self, object key):
-        cache_key_fn = self.cache_key_fn
+        cache_key_fn = self._cache_key_fn
         return key if cache_key_fn is None else cache_key_fn(key)
 
     cdef object _key_error(self, object cache_key, object key, object error):
-        return _common.check_key_hashable(self.name, cache_key, key, error) or error
+        found = _common.check_key_hashable(self._name, cache_key, key, error, self._cache_key_fn is not None)
+        return found or error
+
+    cdef _join(self, object entry, object waiter):
+        cdef _Batch batch
+        more = self._more_waiters.get(entry)
+        if more is None:
+            self._more_waiters[entry] = [waiter]
+        else:
+            (<list>more).append(waiter)
+        if self._watched:
+            found = self._watched.get(entry)
+            if found is not None:  # its load_fn is suspended: the batch is wanted by one more
+                batch = <_Batch>found
+                batch.live += 1
+                _waiter_future(waiter).add_done_callback(batch.waiter_done)
+
+    cdef _forget(self, object cache_key):
+        try:
+            del self._cache_map[cache_key]
+        except KeyError:
+            pass
+        if self._errors:
+            self._errors.pop(cache_key, None)
+        self._in_flight.pop(cache_key, None)
+
+    cdef _observe(self, object key, object future, object queued, bint many, Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched):
+        """Statistics and instrumentation of one load()/load_many() call (off: never called)."""
+        if self._counting:
+            self._loads += hits + joined + fetched
+            self._cache_hits += hits
+            self._joined += joined
+        instrumentation = self._instrumentation
+        if instrumentation is not None:
+            token = instrumentation.on_load(self, key, future, many)
+            if token is not None and queued:
+                self._tokens.append((queued, token))
 
     # ------------------------------------------------------------ dispatch
 
-    cdef _schedule_dispatch(self, object loop):
-        # The caller queues the first key right after this.
-        self._dispatch_seen = 1
-        self._dispatch_waits = 0
-        ready = self._ready
-        if ready is None or not ready:
-            # An idle asyncio loop, or uvloop (which hides its ready queue): the batch's own
-            # task looks one iteration on and then runs the batch itself, as in 0.1.1.
-            self._batch_counter += 1
-            name = _common.task_name(self.name, self._batch_counter)
-            task = loop.create_task(self._dispatch_task(), name=name)
-            self._batches.add(task)
-            self._dispatch_handle = task
-        else:
-            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
+    cdef _schedule(self, object cache_key):
+        """The first key is queued: schedule the dispatch (a task factory may run here)."""
+        try:
+            self._dispatcher.add(self)
+        except BaseException:
+            entry = self._queue.pop(cache_key)
+            self._queue_keys.pop(cache_key, None)
+            self._more_waiters.pop(entry, None)
+            self._tokens.clear()
+            raise
 
-    async def _dispatch_task(self):
-        """The dispatch on an idle asyncio loop or on uvloop, in the task that then runs the batch."""
-        self._dispatch_handle = None
-        loop = self._loop
-        ready = self._ready
-        if ready is None:
-            # uvloop: a yielding task resumes after every callback queued before it, so each
-            # look sees a whole iteration; look once more while keys keep arriving.
-            try:
-                await _yield_once()
-                while len(self._queue) > self._dispatch_seen and self._dispatch_waits < _MAX_DISPATCH_WAITS:
-                    self._dispatch_seen = len(self._queue)
-                    self._dispatch_waits += 1
-                    await _yield_once()
-            except BaseException:  # cancelled (shutdown, or the loop closing)
-                self._batches.discard(_current_task(loop))
-                raise
-        elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
-            self._batches.discard(_current_task(loop))
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
-            return
-        batch = self._take_queue()
-        size = self.max_batch_size
-        if batch is not None and (size is None or len((<tuple>batch)[0]) <= <Py_ssize_t>size):
-            await self._run_batch(*batch)
-            return
-        self._batches.discard(_current_task(loop))
-        if batch is not None:  # split batches start together, each in its own task
-            self._start_batches((<tuple>batch)[0], (<tuple>batch)[1], (<tuple>batch)[2])
+    cdef _cancel_queue(self):
+        queue = self._queue
+        self._queue = {}
+        self._queue_keys = {}
+        self._tokens = []
+        for entry in queue.values():
+            self._cancel_entry(entry)
 
-    def _dispatch_check(self):
-        """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
-        cdef Py_ssize_t queued = len(self._queue)
-        ready = self._ready
-        if (
-            queued > self._dispatch_seen
-            and self._dispatch_waits < _MAX_DISPATCH_WAITS
-            and ready  # an idle loop can bring no more keys before the next I/O
-        ):
-            self._dispatch_seen = queued
-            self._dispatch_waits += 1
-            loop = self._loop
-            self._dispatch_handle = loop.call_at(loop.time(), self._dispatch_check)
-            return
-        self._dispatch_handle = None
-        self._dispatch()
-
-    cdef _dispatch(self):
-        """Send every queued key with a live waiter, in batches of max_batch_size."""
-        batch = self._take_queue()
-        if batch is not None:
-            self._start_batches((<tuple>batch)[0], (<tuple>batch)[1], (<tuple>batch)[2])
-
-    cdef object _take_queue(self):
-        """Take every queued key with a live waiter, now in flight: (keys, cache keys, waiters)."""
+    cdef _take_batches(self, list out):
+        """Move every queued key with a live waiter in flight, as batches of at most max_batch_size."""
         cdef dict queue = self._queue
         cdef dict queue_keys
         cdef dict in_flight
         cdef list cache_keys
         cdef list entries
         cdef list keys
-        cdef Py_ssize_t count, start
+        cdef list tokens
+        cdef list part
+        cdef Py_ssize_t count, start, stop, size
         self._queue = {}
         cache_keys = list(queue)
         entries = list(queue.values())
@@ -606,29 +922,43 @@ cdef class DataLoader:
             if _waiter_done(entry) and not self._is_live(entry):
                 cache_keys, entries = self._drop_dead_keys(queue)
                 break
-        if self.cache_key_fn is None:
+        if self._cache_key_fn is None:
             keys = cache_keys
         else:
             queue_keys = self._queue_keys
             self._queue_keys = {}
             keys = [queue_keys[cache_key] for cache_key in cache_keys]
+        tokens = self._tokens
+        if tokens:
+            self._tokens = []
         count = len(cache_keys)
         if not count:
-            return None
+            return
         in_flight = self._in_flight
         for start in range(count):  # no (key, entry) tuples, unlike dict.update(zip(...))
             PyDict_SetItem(in_flight, cache_keys[start], entries[start])
-        return keys, cache_keys, entries
+        size = self._batch_limit
+        if count <= size:
+            self._add_batch(out, _Batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens))
+            return
+        for start in range(0, count, size):
+            stop = start + size
+            part = cache_keys[start:stop]
+            self._add_batch(
+                out, _Batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
+            )
 
-    cdef _start_batches(self, list keys, list cache_keys, list entries):
-        cdef Py_ssize_t count = len(keys), size, start, stop
-        if self.max_batch_size is None or count <= <Py_ssize_t>self.max_batch_size:
-            self._start_batch(keys, cache_keys, entries)
+    cdef _add_batch(self, list out, _Batch batch):
+        self._batches.add(batch)
+        limit = self._max_concurrent_batches
+        if limit is None:
+            out.append(batch)
+        elif self._running < <Py_ssize_t>limit:
+            self._running += 1
+            batch.running = True
+            out.append(batch)
         else:
-            size = self.max_batch_size
-            for start in range(0, count, size):
-                stop = start + size
-                self._start_batch(keys[start:stop], cache_keys[start:stop], entries[start:stop])
+            self._waiting.append(batch)
 
     cdef bint _is_live(self, object entry) except -1:
         """Whether any waiter of a key still wants its value."""
@@ -650,61 +980,126 @@ cdef class DataLoader:
                 self._more_waiters.pop(entry, None)
         return cache_keys, entries
 
-    cdef _start_batch(self, list keys, list cache_keys, list entries):
+    cdef _start_batch_task(self, _Batch batch):
         self._batch_counter += 1
-        name = _common.task_name(self.name, self._batch_counter)
-        task = _start_task(self._loop, self._run_batch(keys, cache_keys, entries), name)
-        if task is not None:
-            self._batches.add(task)
+        name = _common.task_name(self._name, self._batch_counter)
+        coroutine = self._run_batch(batch)
+        try:
+            batch.task = _start_task(self._loop, coroutine, name, batch.task_done)
+        except BaseException as error:
+            if not batch.finished:  # the task never ran (a task factory failed)
+                coroutine.close()
+                self._fail_batch(batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error))
+                self._batch_ended(batch)
+            if not isinstance(error, Exception):
+                raise
 
     # ------------------------------------------------------------ batches
 
-    async def _run_batch(self, list keys, list cache_keys, list entries):
+    async def _run_batch(self, _Batch batch):
         """Call load_fn once and answer every waiter of the batch, whatever happens."""
+        cdef PyObject *step
+        cdef PySendResult status
+        cdef Py_ssize_t failures = 0
+        scope = None
+        error = None
         try:
             try:
+                if self._value_cache is not None and self._cache and await self._read_value_cache(batch):
+                    return  # every key was in the value cache
+                if self._counting:
+                    self._batches_called += 1
+                    self._batch_keys += len(batch.keys)
+                if self._instrumentation is not None:
+                    scope = self._instrumentation.on_batch(self, list(batch.keys), batch.tokens)
+                    if scope is not None:
+                        scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
-                awaitable = self.load_fn(list(keys))
-                if type(awaitable) is not _CoroutineType and not _common.is_awaitable(awaitable):
-                    raise _common.not_awaitable_error(self.name, awaitable)
-                results = await awaitable
-            except (CancelledError, GeneratorExit):  # GeneratorExit: the task was garbage collected
-                self._cancel_entries(cache_keys, entries)
+                awaitable = self._load_fn(list(batch.keys))
+                iterator = awaitable if type(awaitable) is _CoroutineType else _common.await_iterator(self._name, awaitable)
+                # load_fn's first step by hand: one that suspends gets its waiters watched.
+                status = PyIter_Send(iterator, None, &step)
+                yielded = <object>step  # a new reference: the extra one is dropped below
+                Py_XDECREF(step)
+                if status == PYGEN_RETURN:
+                    results = yielded
+                else:
+                    self._watch(batch)
+                    results = await _resume(iterator, yielded)
+            except CancelledError as cancelled:
+                error = cancelled
+                self._cancel_batch(batch)
                 raise
-            except Exception as error:
-                self._fail_entries(cache_keys, entries, error)
-                if self._closing:
-                    self._shutdown_errors.append(error)
+            except GeneratorExit as exit_:
+                error = exit_
+                if batch.task is not None and _current_task(self._loop) is not batch.task:  # garbage collected
+                    self._cancel_batch(batch)
+                    raise
+                self._fail_batch(batch, _common.interrupted_error(self._name, exit_))
                 return
-            except BaseException as interrupt:  # KeyboardInterrupt, SystemExit: fail, then propagate
-                self._fail_entries(cache_keys, entries, _common.interrupted_error(self.name, interrupt))
-                raise
+            except Exception as exception:
+                error = exception
+                self._fail_batch(batch, exception)
+                if self._counting:
+                    self._batch_failures += 1
+                if self._closing:
+                    self._shutdown_errors.append(exception)
+                return
+            except BaseException as interrupt:  # KeyboardInterrupt, SystemExit, others: fail the waiters
+                error = interrupt
+                self._fail_batch(batch, _common.interrupted_error(self._name, interrupt))
+                if _common.propagates(interrupt):
+                    raise
+                return
             try:
-                self._resolve(keys, cache_keys, entries, results)
-            except Exception as error:  # a bad result shape: raised before any waiter is answered
-                self._fail_entries(cache_keys, entries, error)
+                failures = self._resolve(batch, results)
+            except Exception as exception:  # a bad result shape: raised before any waiter is answered
+                error = exception
+                self._fail_batch(batch, exception)
+                if self._counting:
+                    self._batch_failures += 1
         finally:
-            self._batches.discard(_current_task(self._loop))
+            self._batch_ended(batch)
+            if scope is not None:
+                self._exit_scope(scope, error, failures)
 
-    cdef _resolve(self, list keys, list cache_keys, list entries, object results):
-        cdef dict in_flight
-        cdef dict more_waiters
-        cdef object cache_map
-        cdef Py_ssize_t index, count = len(entries)
+    cdef _exit_scope(self, object scope, object error, Py_ssize_t failures):
+        try:
+            scope.exit(error, failures)
+        except Exception as exception:
+            _common.log_cache_failure(self._name, "instrumentation.exit", exception)
+
+    cdef Py_ssize_t _resolve(self, _Batch batch, object results) except -1:
+        """Answer the batch's waiters with load_fn's results; return the number of failed keys."""
+        cdef list keys = batch.keys
+        cdef list cache_keys = batch.cache_keys
         cdef list values
+        cdef list writes
+        cdef Py_ssize_t failures
         if type(results) is list:
             values = <list>results
         elif type(results) is tuple:
             values = list(<tuple>results)
         else:
             values = _common.results_as_list(
-                self.name, keys, keys if self.cache_key_fn is None else cache_keys, results
+                self._name, keys, keys if self._cache_key_fn is None else cache_keys, results
             )
-        if len(values) != count:
-            raise _common.wrong_length_error(self.name, count, len(values))
-        in_flight = self._in_flight
-        more_waiters = self._more_waiters
-        cache_map = self.cache_map if self.cache else None
+        if len(values) != len(cache_keys):
+            raise _common.wrong_length_error(self._name, len(cache_keys), len(values))
+        writes = [] if self._value_cache is not None and self._cache else None
+        failures = self._deliver_values(keys, cache_keys, batch.entries, values, writes)
+        if self._counting:
+            self._key_failures += failures
+        if writes:
+            self._schedule_cache_call("set_many", writes)
+        return failures
+
+    cdef Py_ssize_t _deliver_values(self, list keys, list cache_keys, list entries, list values, list writes) except -1:
+        cdef dict in_flight = self._in_flight
+        cdef dict more_waiters = self._more_waiters
+        cdef object cache_map = self._cache_map if self._cache else None
+        cdef Py_ssize_t index, count = len(entries)
+        cdef Py_ssize_t failures = 0
         for index in range(count):
             cache_key = cache_keys[index]
             entry = entries[index]
@@ -715,6 +1110,9 @@ cdef class DataLoader:
                     in_flight[cache_key] = attached
                 attached = None
             if PyExceptionInstance_Check(value) and isinstance(value, Exception):  # a flag test first
+                failures += 1
+                if attached is not None and cache_map is not None and self._cache_errors is not False:
+                    self._cache_error(keys[index], cache_key, value)
                 self._fail_entry(entry, value)
                 continue
             if attached is not None and cache_map is not None:
@@ -723,6 +1121,8 @@ cdef class DataLoader:
                 except Exception as error:  # a custom cache_map refused it: fail this key only
                     self._fail_entry(entry, error)
                     continue
+                if writes is not None:
+                    writes.append((cache_key, value))
             # _deliver(entry, value), inlined: one call less per key.
             if type(entry) is tuple:
                 (<_Collector>(<tuple>entry)[0]).deliver(<Py_ssize_t>(<tuple>entry)[1], value)
@@ -736,18 +1136,94 @@ cdef class DataLoader:
                 if more is not None:
                     for waiter in <list>more:
                         _deliver(waiter, value)
+        return failures
 
-    cdef _fail_entries(self, list cache_keys, list entries, object error):
-        self._detach(cache_keys, entries)
-        for entry in entries:
+    cdef _cache_error(self, object key, object cache_key, object error):
+        cache_errors = self._cache_errors
+        if cache_errors is True or (cache_errors is not False and cache_errors(key, error)):
+            self._errors[cache_key] = error
+
+    cdef _watch(self, _Batch batch):
+        """load_fn suspended: watch the waiters, so that a load_fn nobody waits for is cancelled."""
+        callback = batch.waiter_done
+        more_waiters = self._more_waiters
+        watched = self._watched
+        cdef Py_ssize_t live = 0
+        for entry in batch.entries:
+            watched[entry] = batch
+            future = _waiter_future(entry)
+            if not future.done():
+                live += 1
+                future.add_done_callback(callback)
+            for waiter in more_waiters.get(entry, ()):
+                future = _waiter_future(waiter)
+                if not future.done():
+                    live += 1
+                    future.add_done_callback(callback)
+        batch.live = live
+        batch.watched = True
+        if live == 0:
+            self._unwanted(batch)
+
+    cdef _unwanted(self, _Batch batch):
+        """Every waiter of a running batch is gone: its keys are free again, load_fn is cancelled."""
+        self._detach(batch.cache_keys, batch.entries)
+        task = batch.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    cdef _batch_ended(self, _Batch batch):
+        batch.finished = True
+        self._batches.discard(batch)
+        if batch.watched:
+            watched = self._watched
+            for entry in batch.entries:
+                if watched.get(entry) is batch:
+                    del watched[entry]
+        if batch.running:
+            batch.running = False
+            self._running -= 1
+            self._start_waiting()
+
+    cdef _start_waiting(self):
+        """max_concurrent_batches: start held-back batches, in order, while there is room."""
+        cdef _Batch batch
+        limit = self._max_concurrent_batches
+        waiting = self._waiting
+        while waiting and (limit is None or self._running < <Py_ssize_t>limit):
+            batch = <_Batch>waiting.popleft()
+            if not any([self._is_live(entry) for entry in batch.entries]):
+                self._cancel_batch(batch)
+                batch.finished = True
+                self._batches.discard(batch)
+                continue
+            self._running += 1
+            batch.running = True
+            self._start_batch_task(batch)
+
+    cdef _abandon_batch(self, _Batch batch):
+        """A batch task ended before running a step (cancelled from outside): cancel its waiters."""
+        self._cancel_batch(batch)
+        self._batch_ended(batch)
+
+    cdef _fail_batch(self, _Batch batch, object error):
+        self._detach(batch.cache_keys, batch.entries)
+        for entry in batch.entries:
             self._fail_entry(entry, error)
 
-    cdef _cancel_entries(self, list cache_keys, list entries):
-        self._detach(cache_keys, entries)
-        for entry in entries:
+    cdef _cancel_batch(self, _Batch batch):
+        self._detach(batch.cache_keys, batch.entries)
+        for entry in batch.entries:
             self._cancel_entry(entry)
 
+    cdef _deliver_entry(self, object entry, object value):
+        _deliver(entry, value)
+        for waiter in self._more_waiters.pop(entry, ()):
+            _deliver(waiter, value)
+
     cdef _fail_entry(self, object entry, object error):
+        if isinstance(error, StopIteration):
+            error = _common.settable_error(self._name, error)
         _fail(entry, error)
         for waiter in self._more_waiters.pop(entry, ()):
             _fail(waiter, error)
@@ -762,3 +1238,56 @@ cdef class DataLoader:
         for cache_key, entry in zip(cache_keys, entries):
             if in_flight.get(cache_key) is entry:
                 del in_flight[cache_key]
+
+    # ------------------------------------------------------------ value cache
+
+    async def _read_value_cache(self, _Batch batch):
+        """Answer the batch's keys found in the value cache; only misses stay. True when none is left."""
+        cache_keys = batch.cache_keys
+        try:
+            answer = await self._value_cache.get_many(list(cache_keys))
+            if len(answer) != len(cache_keys):
+                raise _common.bad_cache_answer(self._name, len(cache_keys), answer)
+        except Exception as error:  # a cache failure never fails a load: load_fn answers instead
+            if self._counting:
+                self._value_cache_errors += 1
+            _common.log_cache_failure(self._name, "get_many", error)
+            return False
+        cdef list hit_keys = [], hit_cache_keys = [], hit_entries = [], hit_values = []
+        cdef list miss_keys = [], miss_cache_keys = [], miss_entries = []
+        for key, cache_key, entry, value in zip(batch.keys, cache_keys, batch.entries, answer):
+            if value is _MISS:
+                miss_keys.append(key)
+                miss_cache_keys.append(cache_key)
+                miss_entries.append(entry)
+            else:
+                hit_keys.append(key)
+                hit_cache_keys.append(cache_key)
+                hit_entries.append(entry)
+                hit_values.append(value)
+        if hit_entries:
+            if self._counting:
+                self._value_cache_hits += len(hit_entries)
+            self._deliver_values(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
+        batch.keys = miss_keys
+        batch.cache_keys = miss_cache_keys
+        batch.entries = miss_entries
+        return not miss_entries
+
+    cdef _schedule_cache_call(self, str operation, object argument):
+        """Run a value_cache write or delete in a task the loader tracks (shutdown waits for it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        task = loop.create_task(self._cache_call(operation, argument), name=_common.write_task_name(self._name))
+        self._cache_tasks.add(task)
+        task.add_done_callback(self._cache_tasks.discard)
+
+    async def _cache_call(self, str operation, object argument):
+        try:
+            method = getattr(self._value_cache, operation)
+            await (method() if argument is None else method(argument))
+        except Exception as error:
+            if self._counting:
+                self._value_cache_errors += 1
+            _common.log_cache_failure(self._name, operation, error)

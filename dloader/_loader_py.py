@@ -724,7 +724,7 @@ class DataLoader(Generic[_K, _V]):
                     tasks.append(task)
             if tasks:
                 await wait(tasks)
-                _retrieve(tasks)
+                _common.retrieve(tasks)
             cache_tasks = self._cache_tasks
             if cache_tasks:
                 timeout = getattr(self._value_cache, "timeout", None)
@@ -734,7 +734,7 @@ class DataLoader(Generic[_K, _V]):
                     task.cancel()
                 if still:
                     await wait(still)
-                _retrieve(pending)
+                _common.retrieve(pending)
         finally:
             self._closing -= 1
         return _common.shutdown_error_group(self._name, errors)
@@ -908,7 +908,7 @@ class DataLoader(Generic[_K, _V]):
             stop = start + size
             part = cache_keys[start:stop]
             self._add_batch(
-                out, _Batch(self, keys[start:stop], part, entries[start:stop], _tokens_for(tokens, part))
+                out, _Batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
             )
 
     def _add_batch(self, out: list[_Batch], batch: _Batch) -> None:
@@ -1251,25 +1251,3 @@ class DataLoader(Generic[_K, _V]):
             if self._counters is not None:
                 self._counters.value_cache_errors += 1
             _common.log_cache_failure(self._name, operation, error)
-
-
-def _tokens_for(tokens: list[tuple[Any, Any]], cache_keys: list[Any]) -> list[Any]:
-    """The tokens of the calls that wait for any of ``cache_keys`` (one split batch)."""
-    if not tokens:
-        return []
-    wanted = set(cache_keys)
-    out = []
-    for queued, token in tokens:
-        if type(queued) is list:
-            if not wanted.isdisjoint(queued):
-                out.append(token)
-        elif queued in wanted:
-            out.append(token)
-    return out
-
-
-def _retrieve(tasks: list[Task[Any]]) -> None:
-    """Mark the exceptions of awaited tasks as retrieved: shutdown() already dealt with them."""
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()
