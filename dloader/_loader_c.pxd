@@ -23,6 +23,7 @@ cdef class _Batch:
     cdef list entries
     cdef object tokens
     cdef object task
+    cdef bint guarded
     cdef bint finished
     cdef Py_ssize_t live
     cdef bint watched
@@ -35,15 +36,15 @@ cdef class _Dispatcher:
     cdef object ready
     cdef list pending
     cdef object handle
-    cdef Py_ssize_t seen
     cdef Py_ssize_t waits
     cdef bint starting
+    cdef bint guarded
     cdef object __weakref__
 
     cdef object _loop(self)
     cdef add(self, DataLoader loader)
     cdef object remove(self, DataLoader loader)
-    cdef Py_ssize_t queued(self) except -1
+    cdef bint keys_arriving(self) except -1
     cdef _schedule(self, DataLoader loader)
     cdef _abandon(self)
     cdef list _take(self)
@@ -80,6 +81,8 @@ cdef class DataLoader:
     cdef object _waiting
     cdef Py_ssize_t _running
     cdef Py_ssize_t _batch_counter
+    cdef Py_ssize_t _dispatch_seen
+    cdef Py_ssize_t _dispatch_waits
     cdef set _cache_tasks
     cdef Py_ssize_t _closing
     cdef list _shutdown_errors

@@ -123,16 +123,16 @@ cdef inline _cancel(object waiter):
         waiter.cancel()
 
 
-cdef object _start_task(object loop, object coroutine, str name, object on_done):
+cdef tuple _start_task(object loop, object coroutine, str name, object on_done):
     """Start one of the loader's tasks so that it can never end before its first step unseen.
 
     See ``_loader_py._start_task``.
     """
     if _NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
-        return _Task(coroutine, loop=loop, name=name, eager_start=True)
+        return _Task(coroutine, loop=loop, name=name, eager_start=True), False
     task = loop.create_task(coroutine, name=name)
     task.add_done_callback(on_done)
-    return task
+    return task, True
 
 
 @cython.final
@@ -146,6 +146,7 @@ cdef class _Batch:
         self.entries = entries
         self.tokens = tokens
         self.task = None
+        self.guarded = False  # a done callback on the task guards the window before its first step
         self.finished = False
         # While load_fn is suspended: how many of the batch's waiters still want a value.
         self.live = 0
@@ -183,15 +184,18 @@ cdef class _Dispatcher:
         self.pending = []
         # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
         self.handle = None
-        self.seen = 0
         self.waits = 0
         self.starting = False
+        self.guarded = False
 
     cdef object _loop(self):
         return self.loop_ref()
 
     cdef add(self, DataLoader loader):
         """``loader`` queued its first key; schedule a dispatch if none is."""
+        loader._dispatch_seen = 1
+        # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
+        loader._dispatch_waits = 0 if self.handle is None else -1
         self.pending.append(loader)
         if self.handle is None:
             try:
@@ -213,14 +217,32 @@ cdef class _Dispatcher:
         handle.cancel()
         return handle if isinstance(handle, _Task) else None
 
-    cdef Py_ssize_t queued(self) except -1:
-        cdef Py_ssize_t total = 0
-        for loader in self.pending:
-            total += len((<DataLoader>loader)._queue)
-        return total
+    cdef bint keys_arriving(self) except -1:
+        """One look: whether a pending loader got keys since its last look and may wait for more.
+
+        See ``_loader_py._Dispatcher.keys_arriving``.
+        """
+        cdef bint arriving = False
+        cdef Py_ssize_t queued
+        cdef DataLoader loader
+        for item in self.pending:
+            loader = <DataLoader>item
+            if loader._dispatch_waits < 0:  # joined a dispatch already scheduled: its own first look is next
+                loader._dispatch_waits = 0
+                arriving = True
+                continue
+            queued = len(loader._queue)
+            if queued > loader._dispatch_seen:
+                loader._dispatch_seen = queued
+                if loader._dispatch_waits < _MAX_DISPATCH_WAITS:
+                    loader._dispatch_waits += 1
+                    arriving = True
+        if arriving and self.waits < 2 * _MAX_DISPATCH_WAITS:
+            self.waits += 1
+            return True
+        return False
 
     cdef _schedule(self, DataLoader loader):
-        self.seen = self.queued()
         self.waits = 0
         ready = self.ready
         loop = self._loop()
@@ -231,7 +253,7 @@ cdef class _Dispatcher:
             name = _common.task_name(loader._name, loader._batch_counter)
             self.starting = True
             try:
-                self.handle = _start_task(loop, self._dispatch_task(loader), name, self._task_done)
+                self.handle, self.guarded = _start_task(loop, self._dispatch_task(loader), name, self._task_done)
             finally:
                 self.starting = False
         else:
@@ -240,8 +262,10 @@ cdef class _Dispatcher:
 
     async def _dispatch_task(self, DataLoader owner):
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
-        cdef Py_ssize_t queued
         loop = self._loop()
+        if self.guarded:  # past the first step: the guard would only add a callback to the loop
+            self.guarded = False
+            _current_task(loop).remove_done_callback(self._task_done)
         try:
             if self.starting:  # started eagerly inside load(): look one iteration on, as a task's first step does
                 await _yield_once()
@@ -250,12 +274,7 @@ cdef class _Dispatcher:
                 # uvloop: a yielding task resumes after every callback queued before it, so
                 # each look sees a whole iteration; look once more while keys keep arriving.
                 await _yield_once()
-                while self.waits < _MAX_DISPATCH_WAITS:
-                    queued = self.queued()
-                    if queued <= self.seen:
-                        break
-                    self.seen = queued
-                    self.waits += 1
+                while self.keys_arriving():
                     await _yield_once()
             elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
                 self.handle = loop.call_at(loop.time(), self._check)
@@ -287,10 +306,7 @@ cdef class _Dispatcher:
 
     def _check(self):
         """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
-        cdef Py_ssize_t queued = self.queued()
-        if queued > self.seen and self.waits < _MAX_DISPATCH_WAITS and self.ready:
-            self.seen = queued
-            self.waits += 1
+        if self.keys_arriving() and self.ready:  # an idle loop can bring no more keys before the next I/O
             loop = self._loop()
             self.handle = loop.call_at(loop.time(), self._check)
             return
@@ -401,6 +417,10 @@ cdef class DataLoader:
         self._waiting = _Deque()  # batches held back by max_concurrent_batches
         self._running = 0
         self._batch_counter = 0
+        # The dispatch's looks at this loader's queue: its length at the last look, and how
+        # many extra iterations it has waited since its first key.
+        self._dispatch_seen = 0
+        self._dispatch_waits = 0
         self._cache_tasks = set()
         self._closing = 0
         self._shutdown_errors = []
@@ -985,7 +1005,7 @@ cdef class DataLoader:
         name = _common.task_name(self._name, self._batch_counter)
         coroutine = self._run_batch(batch)
         try:
-            batch.task = _start_task(self._loop, coroutine, name, batch.task_done)
+            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.task_done)
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
@@ -1003,6 +1023,9 @@ cdef class DataLoader:
         cdef Py_ssize_t failures = 0
         scope = None
         error = None
+        if batch.guarded:  # past the first step: the guard would only add a callback to the loop
+            batch.guarded = False
+            batch.task.remove_done_callback(batch.task_done)
         try:
             try:
                 if self._value_cache is not None and self._cache and await self._read_value_cache(batch):

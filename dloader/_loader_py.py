@@ -96,24 +96,29 @@ def _cancel(waiter: Any) -> None:
         waiter.cancel()
 
 
-def _start_task(loop: AbstractEventLoop, coroutine: Any, name: str, on_done: Callable[[Task[Any]], None]) -> Task[Any]:
+def _start_task(
+    loop: AbstractEventLoop, coroutine: Any, name: str, on_done: Callable[[Task[Any]], None]
+) -> tuple[Task[Any], bool]:
     """Start one of the loader's tasks so that it can never end before its first step unseen.
 
     Without an application task factory, on 3.12+, the first step runs now (eager start):
     the coroutine is inside its own try block before anybody can cancel the task. Otherwise
-    a done callback lets the owner clean up after a task cancelled before its first step.
+    a done callback guards the window before the first step (the owner cleans up after a
+    task cancelled then); the second value says so, and the first step removes it again.
     """
     if NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
-        return Task(coroutine, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg]
+        return Task(coroutine, loop=loop, name=name, eager_start=True), False  # type: ignore[call-arg]
     task = loop.create_task(coroutine, name=name)
     task.add_done_callback(on_done)
-    return task
+    return task, True
 
 
 class _Batch:
     """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
 
-    __slots__ = ("loader", "keys", "cache_keys", "entries", "tokens", "task", "finished", "live", "watched", "running")
+    __slots__ = (
+        "loader", "keys", "cache_keys", "entries", "tokens", "task", "guarded", "finished", "live", "watched", "running",
+    )  # fmt: skip
 
     def __init__(
         self, loader: DataLoader[Any, Any], keys: list[Any], cache_keys: list[Any], entries: list[Any], tokens: Any
@@ -124,6 +129,7 @@ class _Batch:
         self.entries = entries
         self.tokens = tokens
         self.task: Task[Any] | None = None
+        self.guarded = False  # a done callback on the task guards the window before its first step
         self.finished = False
         # While load_fn is suspended: how many of the batch's waiters still want a value.
         self.live = 0
@@ -151,7 +157,7 @@ class _Dispatcher:
     and one dispatch serves every loader that queued keys in the same iterations.
     """
 
-    __slots__ = ("loop_ref", "ready", "pending", "handle", "seen", "waits", "starting", "__weakref__")
+    __slots__ = ("loop_ref", "ready", "pending", "handle", "waits", "starting", "guarded", "__weakref__")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         # Weak: the registry of dispatchers is keyed weakly by the loop it serves.
@@ -162,12 +168,15 @@ class _Dispatcher:
         self.pending: list[DataLoader[Any, Any]] = []
         # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
         self.handle: Any = None
-        self.seen = 0
         self.waits = 0
         self.starting = False
+        self.guarded = False
 
     def add(self, loader: DataLoader[Any, Any]) -> None:
         """``loader`` queued its first key; schedule a dispatch if none is."""
+        loader._dispatch_seen = 1
+        # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
+        loader._dispatch_waits = 0 if self.handle is None else -1
         self.pending.append(loader)
         if self.handle is None:
             try:
@@ -189,15 +198,36 @@ class _Dispatcher:
         handle.cancel()
         return handle if isinstance(handle, Task) else None
 
-    def queued(self) -> int:
-        return sum([len(loader._queue) for loader in self.pending])
+    def keys_arriving(self) -> bool:
+        """One look: whether a pending loader got keys since its last look and may wait for more.
+
+        Each loader keeps its own count from its first key (as if it dispatched alone), so
+        one that started later is not cut short; the dispatch waits for all of them, so that
+        their batches still start in the order of their first keys, and at most twice the
+        per-loader bound, so that a stream of new loaders cannot starve the first.
+        """
+        arriving = False
+        for loader in self.pending:
+            if loader._dispatch_waits < 0:  # joined a dispatch already scheduled: its own first look is next
+                loader._dispatch_waits = 0
+                arriving = True
+                continue
+            queued = len(loader._queue)
+            if queued > loader._dispatch_seen:
+                loader._dispatch_seen = queued
+                if loader._dispatch_waits < MAX_DISPATCH_WAITS:
+                    loader._dispatch_waits += 1
+                    arriving = True
+        if arriving and self.waits < 2 * MAX_DISPATCH_WAITS:
+            self.waits += 1
+            return True
+        return False
 
     @property
     def loop(self) -> AbstractEventLoop:
         return self.loop_ref()  # type: ignore[return-value]  # alive while its loaders use it
 
     def _schedule(self, loader: DataLoader[Any, Any]) -> None:
-        self.seen = self.queued()
         self.waits = 0
         ready = self.ready
         if ready is None or not ready:
@@ -207,7 +237,7 @@ class _Dispatcher:
             name = _common.task_name(loader._name, loader._batch_counter)
             self.starting = True
             try:
-                self.handle = _start_task(self.loop, self._dispatch_task(loader), name, self._task_done)
+                self.handle, self.guarded = _start_task(self.loop, self._dispatch_task(loader), name, self._task_done)
             finally:
                 self.starting = False
         else:
@@ -217,6 +247,9 @@ class _Dispatcher:
     async def _dispatch_task(self, owner: DataLoader[Any, Any]) -> None:
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         loop = self.loop
+        if self.guarded:  # past the first step: the guard would only add a callback to the loop
+            self.guarded = False
+            _current_task(loop).remove_done_callback(self._task_done)  # type: ignore[union-attr]
         try:
             if self.starting:  # started eagerly inside load(): look one iteration on, as a task's first step does
                 await _yield_once()
@@ -225,12 +258,7 @@ class _Dispatcher:
                 # uvloop: a yielding task resumes after every callback queued before it, so
                 # each look sees a whole iteration; look once more while keys keep arriving.
                 await _yield_once()
-                while self.waits < MAX_DISPATCH_WAITS:
-                    queued = self.queued()
-                    if queued <= self.seen:
-                        break
-                    self.seen = queued
-                    self.waits += 1
+                while self.keys_arriving():
                     await _yield_once()
             elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
                 self.handle = loop.call_at(loop.time(), self._check)
@@ -261,10 +289,7 @@ class _Dispatcher:
 
     def _check(self) -> None:
         """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
-        queued = self.queued()
-        if queued > self.seen and self.waits < MAX_DISPATCH_WAITS and self.ready:
-            self.seen = queued
-            self.waits += 1
+        if self.keys_arriving() and self.ready:  # an idle loop can bring no more keys before the next I/O
             self.handle = self.loop.call_at(self.loop.time(), self._check)
             return
         batches = self._take()
@@ -342,6 +367,8 @@ class DataLoader(Generic[_K, _V]):
         "_waiting",
         "_running",
         "_batch_counter",
+        "_dispatch_seen",
+        "_dispatch_waits",
         "_cache_tasks",
         "_closing",
         "_shutdown_errors",
@@ -404,6 +431,10 @@ class DataLoader(Generic[_K, _V]):
         self._waiting: deque[_Batch] = deque()  # batches held back by max_concurrent_batches
         self._running = 0
         self._batch_counter = 0
+        # The dispatch's looks at this loader's queue: its length at the last look, and how
+        # many extra iterations it has waited since its first key.
+        self._dispatch_seen = 0
+        self._dispatch_waits = 0
         self._cache_tasks: set[Task[Any]] = set()
         self._closing = 0
         self._shutdown_errors: list[Exception] = []
@@ -945,7 +976,7 @@ class DataLoader(Generic[_K, _V]):
         name = _common.task_name(self._name, self._batch_counter)
         coroutine = self._run_batch(batch)
         try:
-            batch.task = _start_task(self._loop, coroutine, name, batch.task_done)  # type: ignore[arg-type]
+            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.task_done)  # type: ignore[arg-type]
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
@@ -962,6 +993,9 @@ class DataLoader(Generic[_K, _V]):
         error: BaseException | None = None
         failures = 0
         counters = self._counters
+        if batch.guarded:  # past the first step: the guard would only add a callback to the loop
+            batch.guarded = False
+            batch.task.remove_done_callback(batch.task_done)  # type: ignore[union-attr]
         try:
             try:
                 if self._value_cache is not None and self._cache and await self._read_value_cache(batch):
