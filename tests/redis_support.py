@@ -14,7 +14,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,22 @@ class RedisServer:
     def round_trips_since(self, reads_before: int) -> int:
         """Requests read since ``requests_read()`` returned ``reads_before``, without this INFO's own."""
         return self.requests_read() - reads_before - 1
+
+
+@asynccontextmanager
+async def open_cache(server: RedisServer, **options: Any) -> AsyncIterator[Any]:
+    """A RedisValueCache (namespace "test", ttl 300 s unless given) on a new client, closed afterwards."""
+    import redis.asyncio
+
+    from dloader.redis import RedisValueCache
+
+    options.setdefault("namespace", "test")
+    options.setdefault("ttl", 300)
+    client = redis.asyncio.Redis.from_url(server.url)
+    try:
+        yield RedisValueCache(client, **options)
+    finally:
+        await client.aclose()
 
 
 def start_server(directory: Path) -> RedisServer:

@@ -13,14 +13,12 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_support import RedisServer
+from redis_support import RedisServer, open_cache
 
 redis_asyncio = pytest.importorskip("redis.asyncio", reason="redis-py is not installed (pip install 'dloader[test]')")
 
@@ -34,18 +32,6 @@ from dloader.redis import (  # noqa: E402 -- after the skip above
 from dloader.value_cache import MISS, ValueCache  # noqa: E402
 
 NAMESPACE = "test"
-
-
-@asynccontextmanager
-async def open_cache(server: RedisServer, **options: Any) -> AsyncIterator[RedisValueCache]:
-    """A cache on a new client of ``server``, whose connections are closed afterwards."""
-    options.setdefault("namespace", NAMESPACE)
-    options.setdefault("ttl", 300)
-    client = redis_asyncio.Redis.from_url(server.url)
-    try:
-        yield RedisValueCache(client, **options)
-    finally:
-        await client.aclose()
 
 
 def entries(count: int) -> list[tuple[int, str]]:
