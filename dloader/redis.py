@@ -364,6 +364,13 @@ class RedisValueCache:
             raise TypeError(f"key_to_str must return a non-empty str, returned {text!r} for the key {key!r}")
         return self._key_prefix + text
 
+    def _redis_keys(self, keys: list[Any]) -> list[str]:
+        key_to_str = self.key_to_str
+        if key_to_str is default_key_to_str:  # always a non-empty str: no check per key
+            prefix = self._key_prefix
+            return [prefix + default_key_to_str(key) for key in keys]
+        return [self.redis_key(key) for key in keys]
+
     @property
     def generation_key(self) -> str:
         """The Redis key holding the namespace's generation counter (``namespace:``)."""
@@ -380,8 +387,8 @@ class RedisValueCache:
         count = len(keys)
         if count == 0:
             return []
-        redis_keys = [self._generation_key]
-        redis_keys.extend(map(self.redis_key, keys))
+        redis_keys = self._redis_keys(keys)
+        redis_keys.insert(0, self._generation_key)
         if self._skip_this_call():
             self.misses += count
             return [MISS] * count
@@ -404,21 +411,22 @@ class RedisValueCache:
         results: list[Any] = []
         append = results.append
         hits = 0
-        for redis_key, reply in zip(redis_keys[1:], replies[1:]):
-            if reply is not None and reply[:prefix_length] == prefix:
-                try:
-                    append(decode(reply[prefix_length:]))
-                    hits += 1
-                    continue
-                except Exception:  # a corrupt entry is a miss; the next write replaces it
-                    self.corrupt += 1
-            elif reply is not None:
-                if _written_under_another_generation(reply):
+        for index in range(1, count + 1):
+            reply = replies[index]
+            if reply is not None:
+                if reply.startswith(prefix):
+                    try:
+                        append(decode(reply[prefix_length:]))
+                        hits += 1
+                        continue
+                    except Exception:  # a corrupt entry is a miss; the next write replaces it
+                        self.corrupt += 1
+                elif _written_under_another_generation(reply):
                     self.stale += 1
                 else:
                     self.corrupt += 1
             append(MISS)
-            self._note_read(redis_key, generation)
+            self._note_read(redis_keys[index], generation)
         self.hits += hits
         self.misses += count - hits
         return results
@@ -485,7 +493,7 @@ class RedisValueCache:
         """
         if not keys:
             return
-        redis_keys = [self.redis_key(key) for key in keys]
+        redis_keys = self._redis_keys(keys)
         for redis_key in redis_keys:
             if redis_key in self._pending_reads:
                 self._pending_reads[redis_key] = _INVALIDATED
