@@ -272,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("redis-py is not installed: pip install 'dloader[bench]'")
         return 2
-    print(f"redis-py {redis.__version__}")
+    from redis.utils import HIREDIS_AVAILABLE
+
+    parser_name = "hiredis" if HIREDIS_AVAILABLE else "pure Python (pip install hiredis for a faster one)"
+    print(f"redis-py {redis.__version__}, reply parser: {parser_name}")
 
     server = None
     url = args.url

@@ -194,19 +194,23 @@ async def test_a_value_loading_while_its_key_is_deleted_is_not_written(redis_ser
     [
         ("garbage without a generation", "corrupt"),
         ("0:{not json", "corrupt"),
+        ("0:", "corrupt"),
         ("", "corrupt"),
+        ('0:"a","b"', "corrupt"),  # valid inside a JSON array: must not shift the neighbours' values
         ('7:"from another generation"', "stale"),
     ],
 )
 async def test_a_corrupt_entry_is_a_miss_and_the_next_write_replaces_it(
     redis_server: RedisServer, stored: str, counter: str
 ) -> None:
-    redis_server.cli("SET", f"{NAMESPACE}:i:1", stored)
     async with open_cache(redis_server) as cache:
-        assert await cache.get_many([1, 2]) == [MISS, MISS]
+        await cache.set_many([(0, "zero"), (2, "two")])
+        redis_server.cli("SET", f"{NAMESPACE}:i:1", stored)
+        assert await cache.get_many([0, 1, 2, 3]) == ["zero", MISS, "two", MISS]
         assert getattr(cache, counter) == 1 and cache.failures == 0
+        assert (cache.hits, cache.misses) == (2, 2)
         await cache.set_many([(1, "one")])
-        assert await cache.get_many([1]) == ["one"]
+        assert await cache.get_many([0, 1, 2]) == ["zero", "one", "two"]
     assert redis_server.cli("GET", f"{NAMESPACE}:i:1") == '0:"one"'
 
 
