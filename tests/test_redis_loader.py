@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -414,3 +415,29 @@ print("done")
     assert completed.returncode == 0, completed.stderr
     assert (completed.stdout, completed.stderr) == ("done\n", "")
     assert len(stored_keys(redis_server)) == 100
+
+
+# ---------------------------------------------------------------- the README's example
+
+
+def test_the_readme_example_runs_and_prints_what_the_readme_shows(redis_server: RedisServer, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Sharing a cache across processes", 1)[1].split("\n## ", 1)[0]
+    code, expected = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.DOTALL)[:2]
+    script = tmp_path / "shared_cache.py"
+    script.write_text(code, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(dloader.__file__).resolve().parent.parent),
+        "REDIS_URL": redis_server.url,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-P", "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == expected
