@@ -229,13 +229,15 @@ def serve_requests(
 def measure_two_processes(url: str, quick: bool, latency_ms: float) -> None:
     import redis
 
-    requests = 100 if quick else 400
+    requests = 200 if quick else 1000
+    hot_keys = 1000
     with tempfile.TemporaryDirectory() as directory:
         database = Path(directory) / "users.sqlite"
         build_database(database, 10_000)
         print(
-            f"\ntwo processes, {requests} requests each, 20 random keys per request from 2000 hot users, "
-            f"{latency_ms:g} ms per SQLite query"
+            f"\ntwo processes at once, {requests} requests each (a new loader per request), 20 random keys "
+            f"per request from {hot_keys} hot users of 10000, {latency_ms:g} ms per SQLite query; the Redis "
+            "namespace starts empty"
         )
         print(f"{'backend':<16} | {'loads/s':>9} | {'SQLite queries':>14} | {'Redis hits':>10}")
         print("-" * 60)
@@ -243,7 +245,7 @@ def measure_two_processes(url: str, quick: bool, latency_ms: float) -> None:
             redis.Redis.from_url(url).flushdb()
             spawn = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
-                arguments = (mode, url, str(database), requests, 20, 2000, latency_ms)
+                arguments = (mode, url, str(database), requests, 20, hot_keys, latency_ms)
                 futures = [pool.submit(serve_requests, *arguments, seed) for seed in (1, 2)]
                 reports = [future.result() for future in futures]
             loads = sum(report["loads"] for report in reports)
@@ -262,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a Redis to use (its namespace bench:redis_cost); default: start one")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (about 10 s)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop", "both"), default="both")
-    parser.add_argument("--latency-ms", type=float, default=1.0, help="simulated SQLite round trip (part 2)")
+    parser.add_argument(
+        "--latency-ms",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[1.0, 5.0],
+        help="simulated SQLite round trips to try in part 2, comma-separated (default 1,5)",
+    )
     args = parser.parse_args(argv)
 
     info = describe_dloader(select_dloader(source_tree=False))
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         if core_has_value_cache():
             # Spawned workers import this module; after the installed dloader, not before it.
             sys.path.append(str(REPO_ROOT))
-            measure_two_processes(url, args.quick, args.latency_ms)
+            for latency_ms in args.latency_ms:
+                measure_two_processes(url, args.quick, latency_ms)
         else:
             print("\ntwo-process loads/s: skipped, this core has no value_cache= yet")
     finally:
