@@ -203,7 +203,7 @@ def default_key_to_str(key: Hashable) -> str:
 
 
 #: Read generations remembered for keys between get_many and set_many (see _note_read).
-_MAX_PENDING_READS: Final = 65_536
+_MAX_PENDING_READS: Final = 16_384
 #: A read generation that makes set_many skip the key: deleted while its load was in flight.
 _INVALIDATED: Final = -1
 #: Rate limit of the failure log: one record per interval, with the count suppressed since.
@@ -233,7 +233,8 @@ class RedisValueCache:
       bound (then the client's own socket timeouts apply). Default 0.05 s: far above a
       healthy Redis round trip (well under 1 ms on a LAN, a few ms across zones), well
       under the query it saves, and a small price for a batch that falls back to
-      ``load_fn`` when Redis is in trouble.
+      ``load_fn`` when Redis is in trouble. One call carries a whole batch: for batches
+      of many thousands of keys, raise it or set the loader's ``max_batch_size``.
     - ``key_to_str``: turns a cache key into the text after ``namespace:``; it must be
       injective and return a non-empty ``str``. :func:`default_key_to_str` by default.
     - ``failure_threshold``: consecutive failed calls after which Redis is skipped
@@ -245,8 +246,9 @@ class RedisValueCache:
     ``corrupt`` entries count as misses too), ``stale`` (entries of an older generation),
     ``corrupt`` (entries that did not decode), ``writes`` (entries sent to Redis),
     ``encode_errors`` (values the codec refused, not written), ``failures`` (calls that
-    raised or timed out), ``timeouts`` (of those, the ones that timed out) and
-    ``skipped`` (get/set calls not sent because Redis was being skipped).
+    raised or timed out), ``timeouts`` (of those, the ones that timed out),
+    ``skipped`` (get/set calls not sent because Redis was being skipped) and
+    ``consecutive_failures`` (reset by every call that succeeds).
     """
 
     __slots__ = (
@@ -562,7 +564,10 @@ class RedisValueCache:
             if previous <= generation:
                 return
         elif len(pending_reads) >= _MAX_PENDING_READS:
-            # Misses whose loads failed are never written; forget the oldest read.
+            # Misses whose loads failed (a missing row, an error) are never written, so their
+            # reads are never collected by set_many; forget the oldest. A forgotten key is
+            # written under the last generation seen, which is right unless a clear() came
+            # between its read and its write.
             del pending_reads[next(iter(pending_reads))]
         pending_reads[redis_key] = generation
 
@@ -587,9 +592,12 @@ class RedisValueCache:
 
     def _record_failure(self, operation: str, error: Exception) -> None:
         self.failures += 1
-        if isinstance(error, TimeoutError):
+        if isinstance(error, TimeoutError):  # asyncio.timeout's, or a connect timeout of the OS
             self.timeouts += 1
             description = f"timed out after {self.timeout} s"
+        elif any(cls.__name__ == "TimeoutError" for cls in type(error).__mro__):  # redis-py's socket_timeout
+            self.timeouts += 1
+            description = f"timed out: {error!r}"
         else:
             description = f"failed: {error!r}"
         self.consecutive_failures += 1

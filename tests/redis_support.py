@@ -17,7 +17,9 @@ __all__ = ["RedisServer", "open_cache", "redis_server", "redis_server_session"]
 
 
 @asynccontextmanager
-async def open_cache(server: RedisServer, **options: Any) -> AsyncIterator[Any]:
+async def open_cache(
+    server: RedisServer, client_options: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Any]:
     """A RedisValueCache (namespace "test", ttl 300 s unless given) on a new client, closed afterwards."""
     import redis.asyncio
 
@@ -25,7 +27,7 @@ async def open_cache(server: RedisServer, **options: Any) -> AsyncIterator[Any]:
 
     options.setdefault("namespace", "test")
     options.setdefault("ttl", 300)
-    client = redis.asyncio.Redis.from_url(server.url)
+    client = redis.asyncio.Redis.from_url(server.url, **(client_options or {}))
     try:
         yield RedisValueCache(client, **options)
     finally:

@@ -241,6 +241,18 @@ async def test_a_paused_server_gives_misses_within_the_timeout(redis_server: Red
         assert await cache.get_many([9]) == [MISS]
 
 
+async def test_the_clients_own_socket_timeout_counts_as_a_timeout(redis_server: RedisServer) -> None:
+    async with open_cache(redis_server, client_options={"socket_timeout": 0.05}, timeout=None) as cache:
+        await cache.client.ping()
+        redis_server.pause()
+        try:
+            async with asyncio.timeout(10):
+                assert await cache.get_many([1]) == [MISS]
+        finally:
+            redis_server.resume()
+        assert (cache.failures, cache.timeouts) == (1, 1)
+
+
 async def test_a_killed_server_gives_misses_then_is_skipped(redis_server: RedisServer) -> None:
     async with open_cache(redis_server, failure_threshold=2, cooldown=3600) as cache:
         await cache.set_many(entries(2))
