@@ -232,13 +232,13 @@ async def test_a_paused_server_gives_misses_within_the_timeout(redis_server: Red
         try:
             async with asyncio.timeout(10):  # a hang guard, far above the 50 ms timeout
                 assert await cache.get_many(list(range(5))) == [MISS] * 5
-                await cache.set_many([(9, "lost")])  # returns, writes nothing
+                await cache.set_many([(9, "late")])  # returns; whether it lands after SIGCONT is open
         finally:
             redis_server.resume()
         assert (cache.failures, cache.timeouts, cache.writes) == (2, 2, 5)
         # The timed-out commands' connections were dropped; the next ones are answered right.
         assert await cache.get_many(list(range(5))) == [f"value-{key}" for key in range(5)]
-        assert await cache.get_many([9]) == [MISS]
+        assert await cache.get_many([9]) in ([MISS], ["late"])
 
 
 async def test_the_clients_own_socket_timeout_counts_as_a_timeout(redis_server: RedisServer) -> None:
@@ -275,7 +275,7 @@ async def test_after_the_cooldown_redis_is_used_again(redis_server: RedisServer)
         await cache.client.ping()
         redis_server.kill()
         assert await cache.get_many([1]) == [MISS]
-        assert cache.skipping
+        assert cache.failures == 1 and cache.consecutive_failures == 1  # skipping, for 50 ms
         redis_server.start()
         for _ in range(1000):  # bounded wait for the 50 ms cooldown
             if not cache.skipping:

@@ -285,7 +285,7 @@ async def test_redis_is_used_again_after_the_cooldown(
         loader = loader_cls(recorder, value_cache=cache)
         assert await asyncio.wait_for(loader.load(1), PATIENT) == row(1)
         await loader.shutdown()
-        assert cache.skipping
+        assert cache.failures >= 1  # then skipped for 50 ms
         redis_server.start()
         await wait_for(lambda: not cache.skipping, "the end of the cooldown")
         cache.timeout = PATIENT  # from here on, the server is healthy
@@ -366,7 +366,7 @@ async def test_shutdown_with_a_paused_server_returns_within_the_timeout(
             assert loader._debug_state()["pending_writes"] == 0
         finally:
             redis_server.resume()
-    assert stored_keys(redis_server) == set()
+        assert cache.timeouts >= 1  # the read (the write too, unless shutdown cancelled it first)
 
 
 def test_shutdown_with_pending_writes_warns_nothing_under_w_error(
