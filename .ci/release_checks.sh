@@ -27,6 +27,7 @@ TOOLS_REQUIREMENTS=(
   "cython-lint==0.22.0"
   "graphql-core==3.3.2"  # typed optional dependency of dloader.demo, so mypy sees its types
   "mypy==2.4.1"
+  "redis==8.1.0"  # typed optional dependency of dloader.redis, so mypy sees its types
   "ruff==0.17.6"
   "twine==7.0.0"
   "validate-pyproject[all]==0.27"

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from redis_support import redis_server, redis_server_session  # noqa: F401 -- fixtures for the Redis tests
 
 try:
     import uvloop
