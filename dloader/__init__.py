@@ -4,9 +4,9 @@ Collects the keys that concurrent coroutines ask for, loads them with one call
 of a batch function, caches the results and hands each caller its value.
 """
 
-from ._common import LoadFunction
+from ._common import LoaderStats, LoadFunction
 from ._loader import IMPLEMENTATION, DataLoader
 
 __version__ = "0.2.0"
 
-__all__ = ("IMPLEMENTATION", "DataLoader", "LoadFunction", "__version__")
+__all__ = ("IMPLEMENTATION", "DataLoader", "LoadFunction", "LoaderStats", "__version__")
