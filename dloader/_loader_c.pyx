@@ -251,11 +251,16 @@ cdef class _Dispatcher:
             # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
             loader._batch_counter += 1
             name = _common.task_name(loader._name, loader._batch_counter)
+            # Not started eagerly: its first step would only yield (the look is one iteration
+            # on). A done callback guards the window before that step instead.
             self.starting = True
             try:
-                self.handle, self.guarded = _start_task(loop, self._dispatch_task(loader), name, self._task_done)
+                task = loop.create_task(self._dispatch_task(loader), name=name)
             finally:
                 self.starting = False
+            task.add_done_callback(self._task_done)
+            self.handle = task
+            self.guarded = True
         else:
             # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
             self.handle = loop.call_at(loop.time(), self._check)
@@ -267,8 +272,8 @@ cdef class _Dispatcher:
             self.guarded = False
             _current_task(loop).remove_done_callback(self._task_done)
         try:
-            if self.starting:  # started eagerly inside load(): look one iteration on, as a task's first step does
-                await _yield_once()
+            if self.starting:  # an application's eager task factory started it inside load()
+                await _yield_once()  # look one iteration on, as a task's first step does
             ready = self.ready
             if ready is None:
                 # uvloop: a yielding task resumes after every callback queued before it, so
