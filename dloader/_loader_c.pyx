@@ -139,32 +139,39 @@ cdef tuple _start_task(object loop, object coroutine, str name, object on_done):
 cdef class _Batch:
     """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
 
-    def __cinit__(self, DataLoader loader, list keys, list cache_keys, list entries, object tokens):
-        self.loader = loader
-        self.keys = keys
-        self.cache_keys = cache_keys
-        self.entries = entries
-        self.tokens = tokens
-        self.task = None
-        self.guarded = False  # a done callback on the task guards the window before its first step
-        self.finished = False
-        # While load_fn is suspended: how many of the batch's waiters still want a value.
-        self.live = 0
-        self.watched = False
-        self.running = False  # counted against max_concurrent_batches
+    # Built only by _new_batch: Python code can create an empty _Batch (its fields are
+    # None, so a loader refuses it with a TypeError), never one with forged waiters, whose
+    # unchecked casts would crash the interpreter.
 
     def task_done(self, task):
         """Done callback, where a task may end before its first step (then nothing ran)."""
-        if not self.finished:
+        if not self.finished and self.loader is not None:
             self.loader._abandon_batch(self)
 
     def waiter_done(self, future):
         """Done callback of a watched batch's waiters: cancel load_fn when the last one cancelled."""
         # Only cancellation counts: a load_many that failed early still loads and caches its other keys.
-        if not self.finished and future.cancelled():
+        if not self.finished and future.cancelled() and self.loader is not None:
             self.live -= 1
             if self.live == 0:
                 self.loader._unwanted(self)
+
+
+cdef _Batch _new_batch(DataLoader loader, list keys, list cache_keys, list entries, object tokens):
+    cdef _Batch batch = _Batch.__new__(_Batch)
+    batch.loader = loader
+    batch.keys = keys
+    batch.cache_keys = cache_keys
+    batch.entries = entries
+    batch.tokens = tokens
+    batch.task = None
+    batch.guarded = False  # a done callback on the task guards the window before its first step
+    batch.finished = False
+    # While load_fn is suspended: how many of the batch's waiters still want a value.
+    batch.live = 0
+    batch.watched = False
+    batch.running = False  # counted against max_concurrent_batches
+    return batch
 
 
 @cython.final
@@ -328,7 +335,7 @@ cdef class _Dispatcher:
             (<DataLoader>loader)._take_batches(batches)
         return batches
 
-    def _start(self, list batches, Py_ssize_t index):
+    def _start(self, list batches not None, Py_ssize_t index):
         """Start batches in order; after an interrupt the rest start in the next iteration."""
         cdef Py_ssize_t count = len(batches)
         cdef _Batch batch
@@ -336,6 +343,8 @@ cdef class _Dispatcher:
             while index < count:
                 batch = <_Batch?>batches[index]
                 index += 1
+                if batch.loader is None:
+                    raise TypeError("not a batch of a DataLoader")
                 batch.loader._start_batch_task(batch)
         except BaseException:
             if index < count:
@@ -964,13 +973,13 @@ cdef class DataLoader:
             PyDict_SetItem(in_flight, cache_keys[start], entries[start])
         size = self._batch_limit
         if count <= size:
-            self._add_batch(out, _Batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens))
+            self._add_batch(out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens))
             return
         for start in range(0, count, size):
             stop = start + size
             part = cache_keys[start:stop]
             self._add_batch(
-                out, _Batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
+                out, _new_batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
             )
 
     cdef _add_batch(self, list out, _Batch batch):
@@ -978,7 +987,7 @@ cdef class DataLoader:
         limit = self._max_concurrent_batches
         if limit is None:
             out.append(batch)
-        elif self._running < <Py_ssize_t>limit:
+        elif self._running < limit:
             self._running += 1
             batch.running = True
             out.append(batch)
@@ -1021,7 +1030,7 @@ cdef class DataLoader:
 
     # ------------------------------------------------------------ batches
 
-    async def _run_batch(self, _Batch batch):
+    async def _run_batch(self, _Batch batch not None):
         """Call load_fn once and answer every waiter of the batch, whatever happens."""
         cdef PyObject *step
         cdef PySendResult status
@@ -1218,7 +1227,7 @@ cdef class DataLoader:
         cdef _Batch batch
         limit = self._max_concurrent_batches
         waiting = self._waiting
-        while waiting and (limit is None or self._running < <Py_ssize_t>limit):
+        while waiting and (limit is None or self._running < limit):
             batch = <_Batch>waiting.popleft()
             if not any([self._is_live(entry) for entry in batch.entries]):
                 self._cancel_batch(batch)
@@ -1269,7 +1278,7 @@ cdef class DataLoader:
 
     # ------------------------------------------------------------ value cache
 
-    async def _read_value_cache(self, _Batch batch):
+    async def _read_value_cache(self, _Batch batch not None):
         """Answer the batch's keys found in the value cache; only misses stay. True when none is left."""
         cache_keys = batch.cache_keys
         try:
