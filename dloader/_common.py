@@ -168,7 +168,7 @@ def check_cache_errors(label: str, cache_errors: Any) -> Any:
 def check_instrumentation(label: str, instrumentation: Any) -> Any:
     """The instrumentation a new loader uses: the argument, or the process-wide default."""
     if instrumentation is DEFAULT:
-        from . import instrumentation as _instrumentation  # noqa: PLC0415  # optional protocol module
+        from . import instrumentation as _instrumentation  # a cycle at import time otherwise
 
         return _instrumentation.get_default()
     if instrumentation is not None and not (

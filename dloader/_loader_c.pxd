@@ -32,7 +32,7 @@ cdef class _Batch:
 
 @cython.final
 cdef class _Dispatcher:
-    cdef object loop_ref
+    cdef object loop
     cdef object ready
     cdef list pending
     cdef object handle
@@ -41,7 +41,6 @@ cdef class _Dispatcher:
     cdef bint guarded
     cdef object __weakref__
 
-    cdef object _loop(self)
     cdef add(self, DataLoader loader)
     cdef object remove(self, DataLoader loader)
     cdef bint keys_arriving(self) except -1

@@ -183,8 +183,7 @@ cdef class _Dispatcher:
     """
 
     def __cinit__(self, object loop):
-        # Weak: the registry of dispatchers is keyed weakly by the loop it serves.
-        self.loop_ref = weakref.ref(loop)
+        self.loop = loop
         self.ready = ready_queue(loop)
         # Loaders with queued keys, in the order of their first key; a loader is here
         # exactly while its queue is not empty.
@@ -194,9 +193,6 @@ cdef class _Dispatcher:
         self.waits = 0
         self.starting = False
         self.guarded = False
-
-    cdef object _loop(self):
-        return self.loop_ref()
 
     cdef add(self, DataLoader loader):
         """``loader`` queued its first key; schedule a dispatch if none is."""
@@ -252,7 +248,7 @@ cdef class _Dispatcher:
     cdef _schedule(self, DataLoader loader):
         self.waits = 0
         ready = self.ready
-        loop = self._loop()
+        loop = self.loop
         if ready is None or not ready:
             # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks one
             # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
@@ -274,7 +270,7 @@ cdef class _Dispatcher:
 
     async def _dispatch_task(self, DataLoader owner):
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
-        loop = self._loop()
+        loop = self.loop
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
             _current_task(loop).remove_done_callback(self._task_done)
@@ -319,7 +315,7 @@ cdef class _Dispatcher:
     def _check(self):
         """On a busy asyncio loop, after each iteration: wait one more while keys keep arriving."""
         if self.keys_arriving() and self.ready:  # an idle loop can bring no more keys before the next I/O
-            loop = self._loop()
+            loop = self.loop
             self.handle = loop.call_at(loop.time(), self._check)
             return
         batches = self._take()
@@ -348,17 +344,19 @@ cdef class _Dispatcher:
                 batch.loader._start_batch_task(batch)
         except BaseException:
             if index < count:
-                self._loop().call_soon(self._start, batches, index)
+                self.loop.call_soon(self._start, batches, index)
             raise
 
 
-cdef object _dispatchers = weakref.WeakKeyDictionary()
+# Loop id -> its dispatcher, alive while a loader bound to that loop holds it (and so the
+# loop, whose id cannot be reused meanwhile).
+cdef object _dispatchers = weakref.WeakValueDictionary()
 
 
 cdef _Dispatcher _dispatcher_for(object loop):
-    dispatcher = _dispatchers.get(loop)
-    if dispatcher is None:
-        dispatcher = _dispatchers[loop] = _Dispatcher(loop)
+    dispatcher = _dispatchers.get(id(loop))
+    if dispatcher is None or (<_Dispatcher>dispatcher).loop is not loop:
+        dispatcher = _dispatchers[id(loop)] = _Dispatcher(loop)
     return <_Dispatcher>dispatcher
 
 
@@ -913,7 +911,9 @@ cdef class DataLoader:
         instrumentation = self._instrumentation
         if instrumentation is not None:
             token = instrumentation.on_load(self, key, future, many)
-            if token is not None and queued:
+            # queued: the cache key that call queued or joined while queued (any value, even
+            # a falsy one), a list of them (load_many), or None.
+            if token is not None and queued is not None and (type(queued) is not list or queued):
                 self._tokens.append((queued, token))
 
     # ------------------------------------------------------------ dispatch

@@ -157,11 +157,10 @@ class _Dispatcher:
     and one dispatch serves every loader that queued keys in the same iterations.
     """
 
-    __slots__ = ("loop_ref", "ready", "pending", "handle", "waits", "starting", "guarded", "__weakref__")
+    __slots__ = ("loop", "ready", "pending", "handle", "waits", "starting", "guarded", "__weakref__")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
-        # Weak: the registry of dispatchers is keyed weakly by the loop it serves.
-        self.loop_ref = weakref.ref(loop)
+        self.loop = loop
         self.ready = ready_queue(loop)
         # Loaders with queued keys, in the order of their first key; a loader is here
         # exactly while its queue is not empty.
@@ -222,10 +221,6 @@ class _Dispatcher:
             self.waits += 1
             return True
         return False
-
-    @property
-    def loop(self) -> AbstractEventLoop:
-        return self.loop_ref()  # type: ignore[return-value]  # alive while its loaders use it
 
     def _schedule(self, loader: DataLoader[Any, Any]) -> None:
         self.waits = 0
@@ -324,13 +319,15 @@ class _Dispatcher:
             raise
 
 
-_dispatchers: weakref.WeakKeyDictionary[AbstractEventLoop, _Dispatcher] = weakref.WeakKeyDictionary()
+# Loop id -> its dispatcher, alive while a loader bound to that loop holds it (and so the
+# loop, whose id cannot be reused meanwhile).
+_dispatchers: weakref.WeakValueDictionary[int, _Dispatcher] = weakref.WeakValueDictionary()
 
 
 def _dispatcher_for(loop: AbstractEventLoop) -> _Dispatcher:
-    dispatcher = _dispatchers.get(loop)
-    if dispatcher is None:
-        dispatcher = _dispatchers[loop] = _Dispatcher(loop)
+    dispatcher = _dispatchers.get(id(loop))
+    if dispatcher is None or dispatcher.loop is not loop:
+        dispatcher = _dispatchers[id(loop)] = _Dispatcher(loop)
     return dispatcher
 
 
@@ -888,7 +885,9 @@ class DataLoader(Generic[_K, _V]):
         instrumentation = self._instrumentation
         if instrumentation is not None:
             token = instrumentation.on_load(self, key, future, many)
-            if token is not None and queued:
+            # queued: the cache key that call queued or joined while queued (any value, even
+            # a falsy one), a list of them (load_many), or None.
+            if token is not None and queued is not None and (type(queued) is not list or queued):
                 self._tokens.append((queued, token))
 
     # ------------------------------------------------------------ dispatch
