@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -463,3 +468,37 @@ def test_set_default_checks_its_argument_and_returns_the_previous(restore_defaul
     assert dloader.instrumentation.set_default(instrumentation) is None
     assert dloader.instrumentation.set_default(None) is instrumentation
     assert dloader.instrumentation.get_default() is None
+
+
+def test_opentelemetry_instrument_installs_the_default(tmp_path: Path) -> None:
+    command = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    if command is None:
+        pytest.skip("opentelemetry-instrument is not installed next to this Python (extra: test)")
+    app = tmp_path / "app.py"
+    app.write_text("import dloader.instrumentation\nprint(type(dloader.instrumentation.get_default()).__name__)\n")
+    env = dict(os.environ, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    completed = subprocess.run(
+        [command, sys.executable, str(app)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "OpenTelemetryInstrumentation"
+
+    # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names the entry point: then nothing is installed.
+    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "dloader"
+    completed = subprocess.run(
+        [command, sys.executable, str(app)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "NoneType"
