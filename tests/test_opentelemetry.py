@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is not instal
 from opentelemetry.trace import StatusCode
 from otel_helpers import Telemetry, link_ids, make_telemetry, parent_id, span_id
 
+import dloader
 import dloader.instrumentation
 from dloader._loader_py import DataLoader as PythonDataLoader
 from dloader.opentelemetry import DataLoaderInstrumentor, OpenTelemetryInstrumentation
@@ -616,3 +618,29 @@ def test_opentelemetry_instrument_emits_batch_spans(tmp_path: Path, compiled_cls
     for module in ("dloader._loader_c", "dloader._loader_py"):
         assert f'"name": "GraphQL DataLoader Batch {module}-users"' in completed.stdout, completed.stdout
     assert '"graphql.dataloader.batch.size": 2' in completed.stdout
+
+
+# ---------------------------------------------------------------- the README's example
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_readme_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    if not README.exists():
+        pytest.skip(f"{README} not found (the README is not installed with the package)")
+    section = README.read_text(encoding="utf-8").split("### OpenTelemetry", 1)[1].split("\n## ", 1)[0]
+    code, expected = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.DOTALL)[:2]
+    (tmp_path / "example.py").write_text(code, encoding="utf-8")
+    # The script imports the very dloader under test (the installed one in CI).
+    env = {**os.environ, "PYTHONPATH": str(Path(dloader.__file__).resolve().parent.parent)}
+    completed = subprocess.run(
+        [sys.executable, "-P", "-W", "error", "example.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == expected
