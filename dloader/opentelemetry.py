@@ -90,6 +90,9 @@ DURATION_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 SIZE_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 _PARENT_POLICIES: Final = ("first_caller", "none")
+# Bound once: on_load runs for every load() of every instrumented loader.
+_get_current_span = trace.get_current_span
+_INVALID_SPAN: Final = trace.INVALID_SPAN
 _EMPTY_CONTEXT: Final = otel_context.Context()
 
 
@@ -185,11 +188,17 @@ class OpenTelemetryInstrumentation:
             return None
         if self.load_metrics:
             self._count_load(loader.name, key, future, many)
-        caller = trace.get_current_span().get_span_context()
-        if not caller.is_valid and self.require_parent_span:
-            return None
         if self.load_spans:
+            caller = _get_current_span().get_span_context()
+            if not caller.is_valid and self.require_parent_span:
+                return None
             return self._start_load_span(loader.name, key, future, many)
+        if future.done():  # a cache hit: no batch will carry a token
+            return None
+        span = _get_current_span()
+        if span is _INVALID_SPAN:  # no span at all: the common case outside requests, made cheap
+            return None
+        caller = span.get_span_context()
         return caller if caller.is_valid else None
 
     def on_batch(self, loader: DataLoader[Any, Any], keys: list[Any], tokens: list[Any]) -> _BatchScope | None:

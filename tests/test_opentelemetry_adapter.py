@@ -502,3 +502,12 @@ def test_opentelemetry_instrument_installs_the_default(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "NoneType"
+
+
+async def test_a_cache_hit_carries_no_token(telemetry: Telemetry) -> None:
+    # An answered future joins no batch: the caller's span is not even looked up.
+    instrumentation = adapter(telemetry)
+    hit: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    hit.set_result("cached")
+    with telemetry.tracer.start_as_current_span("resolver"):
+        assert instrumentation.on_load(users_loader(), 1, hit, False) is None
