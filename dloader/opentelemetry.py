@@ -59,6 +59,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+
+# mypy (2.4, opentelemetry-instrumentation 0.66b2) reports the class as missing from its module
+# although it is defined there; it is typed as Any, hence also the ignore on the subclass.
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
