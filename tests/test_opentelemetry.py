@@ -644,3 +644,25 @@ def test_the_readme_example_prints_what_the_readme_shows(tmp_path: Path) -> None
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == expected
+
+
+async def test_the_readme_hook_example_logs_each_batch(
+    loader_cls: type, restore_default: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The protocol from a client that is not OpenTelemetry: the README's LogBatches, as written.
+    if not README.exists():
+        pytest.skip(f"{README} not found (the README is not installed with the package)")
+    section = README.read_text(encoding="utf-8").split("### The instrumentation hook", 1)[1].split("\n### ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    exec(compile(code, "README hook example", "exec"), {"__name__": "readme_hook_example"})
+
+    async def fails_one(keys: list[Any]) -> list[Any]:
+        return [KeyError(key) if key == 2 else key for key in keys]
+
+    loader = loader_cls(fails_one, name="users")  # reads the default the example set
+    with caplog.at_level("INFO", logger="loaders"):
+        results = await loader.load_many([1, 2, 3, 1], return_exceptions=True)
+    assert results[0::2] == [1, 3] and results[3] == 1 and isinstance(results[1], KeyError)
+    (record,) = [record for record in caplog.records if record.name == "loaders"]
+    assert record.getMessage().startswith("users: 3 keys in ")
+    assert record.getMessage().endswith(" ms, 1 failed, error=None")
