@@ -64,6 +64,9 @@ A minimal instrumentation that logs the size of every batch and how it ended::
 
     dloader.instrumentation.set_default(LogBatches())   # every loader created from now on
 
+Several instrumentations (tracing and an error tracker, say) work together through
+:func:`combine`; an instrumentor that finds a default already set combines with it.
+
 A tracing integration (Sentry, Datadog) follows the same shape: ``on_load`` returns the caller's
 current span (or ``None`` when there is none), ``on_batch`` starts a span linked to those tokens and
 returns a scope whose ``enter`` makes it current and whose ``exit`` finishes it; see
@@ -78,7 +81,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ._loader_py import DataLoader
 
-__all__ = ("BatchScope", "Instrumentation", "get_default", "set_default")
+__all__ = ("BatchScope", "Instrumentation", "combine", "get_default", "set_default")
 
 
 @runtime_checkable
@@ -159,3 +162,66 @@ def check_instrumentation(value: Any, where: str) -> Instrumentation | None:
             f"(see dloader.instrumentation.Instrumentation); {value!r} lacks {' and '.join(missing)}"
         )
     return value  # type: ignore[no-any-return]
+
+
+def combine(*instrumentations: Instrumentation) -> Instrumentation:
+    """One instrumentation that calls each of ``instrumentations`` in turn, each with its own tokens.
+
+    Scopes are entered in order and exited in reverse order, so context variables that each one
+    sets and resets nest properly; every scope is exited even when another one's ``exit`` raised.
+    """
+    parts = tuple(check_instrumentation(part, "combine()") for part in instrumentations)
+    if not parts or any(part is None for part in parts):
+        raise TypeError("combine() needs one or more instrumentations (None is not one)")
+    return _Combined(parts)  # type: ignore[arg-type]
+
+
+class _Combined:
+    """What :func:`combine` returns: a token is the tuple of the parts' tokens."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[Instrumentation, ...]) -> None:
+        self.parts = parts
+
+    def __repr__(self) -> str:
+        return f"combine({', '.join(map(repr, self.parts))})"
+
+    def on_load(self, loader: DataLoader[Any, Any], key: Any, future: Future[Any], many: bool) -> object | None:
+        tokens = tuple(part.on_load(loader, key, future, many) for part in self.parts)
+        for token in tokens:
+            if token is not None:
+                return tokens
+        return None
+
+    def on_batch(self, loader: DataLoader[Any, Any], keys: list[Any], tokens: list[Any]) -> BatchScope | None:
+        scopes = []
+        for index, part in enumerate(self.parts):
+            own_tokens = [token[index] for token in tokens if token[index] is not None]
+            scope = part.on_batch(loader, list(keys), own_tokens)
+            if scope is not None:
+                scopes.append(scope)
+        return _CombinedScope(scopes) if scopes else None
+
+
+class _CombinedScope:
+    __slots__ = ("scopes",)
+
+    def __init__(self, scopes: list[BatchScope]) -> None:
+        self.scopes = scopes
+
+    def enter(self) -> None:
+        for scope in self.scopes:
+            scope.enter()
+
+    def exit(self, error: BaseException | None, key_failures: int) -> None:
+        self._exit(len(self.scopes) - 1, error, key_failures)
+
+    def _exit(self, index: int, error: BaseException | None, key_failures: int) -> None:
+        # Recursion through try/finally: each scope exits even if a later-entered one raised.
+        if index < 0:
+            return
+        try:
+            self.scopes[index].exit(error, key_failures)
+        finally:
+            self._exit(index - 1, error, key_failures)

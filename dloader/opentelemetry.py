@@ -360,6 +360,7 @@ class DataLoaderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """
 
     _installed: OpenTelemetryInstrumentation | None = None
+    _default: _instrumentation.Instrumentation | None = None  # what instrument() set: ours, maybe combined
     _previous: _instrumentation.Instrumentation | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -377,10 +378,17 @@ class DataLoaderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         opt-in ``graphql.dataloader.batch.keys`` attribute (keys may be personal data).
         ``load_spans=False``: a span per ``load()``/``load_many()`` call.
         ``load_metrics=False``: the ``dloader.loads`` counter (a callback per load).
+
+        A default instrumentation set before (an error tracker's, say) keeps working: the new
+        default combines both (``dloader.instrumentation.combine``).
         """
         instrumentation = OpenTelemetryInstrumentation(**kwargs)
-        self._previous = _instrumentation.set_default(instrumentation)
+        previous = _instrumentation.get_default()
+        default = instrumentation if previous is None else _instrumentation.combine(previous, instrumentation)
+        _instrumentation.set_default(default)
         self._installed = instrumentation
+        self._default = default
+        self._previous = previous
 
     def _uninstrument(self, **kwargs: Any) -> None:
         installed = self._installed
@@ -388,9 +396,10 @@ class DataLoaderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         installed.active = False
         # Put back what was there before, unless someone replaced the default since.
-        if _instrumentation.get_default() is installed:
+        if _instrumentation.get_default() is self._default:
             _instrumentation.set_default(self._previous)
         self._installed = None
+        self._default = None
         self._previous = None
 
     @property

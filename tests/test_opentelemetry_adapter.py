@@ -55,7 +55,7 @@ def adapter(telemetry: Telemetry, **options: Any) -> OpenTelemetryInstrumentatio
 
 def load_from(
     telemetry: Telemetry,
-    instrumentation: OpenTelemetryInstrumentation,
+    instrumentation: Any,
     loader: Any,
     span_name: str | None,
     key: Any,
@@ -70,7 +70,7 @@ def load_from(
 
 
 def run_batch(
-    instrumentation: OpenTelemetryInstrumentation,
+    instrumentation: Any,
     loader: Any,
     keys: list[Any],
     tokens: list[Any],
@@ -407,16 +407,36 @@ def test_unknown_options_are_rejected() -> None:
         OpenTelemetryInstrumentation(record_key=True)  # type: ignore[call-arg]
 
 
+class Recording:
+    """A second, non-OpenTelemetry instrumentation: records what it is told, tokens are "caller-<key>"."""
+
+    def __init__(self, fail_on_exit: bool = False) -> None:
+        self.fail_on_exit = fail_on_exit
+        self.events: list[Any] = []
+
+    def on_load(self, loader: Any, key: Any, future: Any, many: bool) -> Any:
+        return None if key == "untracked" else f"caller-{key}"
+
+    def on_batch(self, loader: Any, keys: list[Any], tokens: list[Any]) -> Any:
+        self.events.append(("batch", keys, tokens))
+        return RecordingScope(self)
+
+
+class RecordingScope:
+    def __init__(self, owner: Recording) -> None:
+        self.owner = owner
+
+    def enter(self) -> None:
+        self.owner.events.append(("enter", trace.get_current_span().get_span_context().is_valid))
+
+    def exit(self, error: BaseException | None, key_failures: int) -> None:
+        self.owner.events.append(("exit", error, key_failures))
+        if self.owner.fail_on_exit:
+            raise RuntimeError("a broken exit")
+
+
 def test_the_instrumentor_sets_and_removes_the_process_default(telemetry: Telemetry, restore_default: None) -> None:
-    class Previous:
-        def on_load(self, loader: Any, key: Any, future: Any, many: bool) -> None:
-            return None
-
-        def on_batch(self, loader: Any, keys: Any, tokens: Any) -> None:
-            return None
-
-    previous = Previous()
-    dloader.instrumentation.set_default(previous)
+    dloader.instrumentation.set_default(None)
     instrumentor = DataLoaderInstrumentor()
     instrumentor.instrument(tracer_provider=telemetry.tracer_provider, max_links=7)
     try:
@@ -426,9 +446,61 @@ def test_the_instrumentor_sets_and_removes_the_process_default(telemetry: Teleme
         assert installed.max_links == 7 and installed.active
     finally:
         instrumentor.uninstrument()
-    assert dloader.instrumentation.get_default() is previous
+    assert dloader.instrumentation.get_default() is None
     assert not installed.active  # loaders created meanwhile go quiet
     assert instrumentor.installed is None
+
+
+def test_the_instrumentor_combines_with_a_default_set_before(telemetry: Telemetry, restore_default: None) -> None:
+    previous = Recording()
+    dloader.instrumentation.set_default(previous)
+    instrumentor = DataLoaderInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    try:
+        combined = dloader.instrumentation.get_default()
+        assert combined is not None and combined.parts == (previous, instrumentor.installed)  # type: ignore[attr-defined]
+        assert repr(combined).startswith("combine(")
+    finally:
+        instrumentor.uninstrument()
+    assert dloader.instrumentation.get_default() is previous
+
+
+async def test_combined_instrumentations_each_get_their_own_tokens(telemetry: Telemetry) -> None:
+    recording = Recording()
+    combined = dloader.instrumentation.combine(recording, adapter(telemetry))
+    loader = users_loader()
+    tokens = [load_from(telemetry, combined, loader, f"resolver {key}", key)[0] for key in (1, 2)]
+    untracked, _ = load_from(telemetry, combined, loader, None, "untracked")
+    assert untracked is None  # no part had a token: nothing to keep
+    run_batch(combined, loader, [1, 2, "untracked"], [*tokens, untracked])
+    assert recording.events == [
+        ("batch", [1, 2, "untracked"], ["caller-1", "caller-2"]),
+        ("enter", False),  # entered first, before the batch span was made current
+        ("exit", None, 0),
+    ]
+    (batch,) = telemetry.batch_spans()
+    assert sorted(link_ids(batch)) == sorted(span_id(span) for span in telemetry.spans("resolver"))
+
+
+async def test_a_combined_scope_exits_every_part_even_when_one_raises(telemetry: Telemetry) -> None:
+    broken = Recording(fail_on_exit=True)
+    combined = dloader.instrumentation.combine(adapter(telemetry), broken)
+    loader = users_loader()
+    token, _ = load_from(telemetry, combined, loader, "resolver", 1)
+    with pytest.raises(RuntimeError, match="a broken exit"):
+        run_batch(combined, loader, [1], [token])
+    assert len(telemetry.batch_spans()) == 1  # the span was ended all the same
+    assert trace.get_current_span() is trace.INVALID_SPAN  # and detached
+    assert telemetry.ledger.unended() == []
+
+
+def test_combine_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="one or more instrumentations"):
+        dloader.instrumentation.combine()
+    with pytest.raises(TypeError, match="one or more instrumentations"):
+        dloader.instrumentation.combine(Recording(), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"combine\(\): .* lacks on_load and on_batch"):
+        dloader.instrumentation.combine(object())  # type: ignore[arg-type]
 
 
 def test_a_rejected_option_leaves_the_instrumentor_uninstrumented(restore_default: None) -> None:
