@@ -20,9 +20,10 @@ where they exist):
   ``max_keys`` keys, each turned into text by ``key_to_str`` and cut to ``max_key_length``
   characters);
 * its parent is the span that was current in the first caller of the batch when it called
-  ``load()`` (``parent="first_caller"``, the default) or none (``parent="none"``: a root span); it is
-  **linked** to the span that was current in each caller (deduplicated; sampled spans only; at most
-  ``max_links``, the number left out in ``dloader.batch.links_dropped``);
+  ``load()``, the first sampled one if any (``parent="first_caller"``, the default), or none
+  (``parent="none"``: a root span); it is **linked** to the span that was current in each
+  caller (deduplicated; sampled spans only; at most ``max_links``, the number left out in
+  ``dloader.batch.links_dropped``);
 * ``load_fn`` runs with the batch span current, so database spans become its children;
 * ``dloader.batch.key_failures``: keys that failed individually (an ``Exception`` result, a key
   missing from a returned mapping);
@@ -221,11 +222,14 @@ class OpenTelemetryInstrumentation:
         links: list[Link] = []
         seen: set[int] = set()
         dropped = 0
+        first_sampled = None
         for span_context in tokens:
             # Links to spans a sampler dropped lead nowhere (they are never exported).
             if span_context.span_id in seen or not span_context.trace_flags.sampled:
                 continue
             seen.add(span_context.span_id)
+            if first_sampled is None:
+                first_sampled = span_context
             if len(links) < self.max_links:
                 links.append(Link(span_context))
             else:
@@ -240,7 +244,9 @@ class OpenTelemetryInstrumentation:
         if self.record_keys:
             attributes[BATCH_KEYS] = [self._key_text(key) for key in keys[: self.max_keys]]
         if tokens and self.parent_is_first_caller:
-            parent = trace.set_span_in_context(trace.NonRecordingSpan(tokens[0]), _EMPTY_CONTEXT)
+            # The first sampled caller: a parent-based sampler would drop the batch under an unsampled one.
+            first = tokens[0] if first_sampled is None else first_sampled
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(first), _EMPTY_CONTEXT)
         else:
             parent = _EMPTY_CONTEXT
         return self.tracer.start_span(

@@ -174,19 +174,31 @@ async def test_a_smaller_max_links(telemetry: Telemetry) -> None:
     assert batch.attributes is not None and batch.attributes["dloader.batch.links_dropped"] == 3
 
 
-async def test_unsampled_callers_are_not_linked(telemetry: Telemetry) -> None:
+async def test_unsampled_callers_are_neither_linked_nor_the_parent(telemetry: Telemetry) -> None:
     instrumentation = adapter(telemetry)
     loader = users_loader()
-    with telemetry.tracer.start_as_current_span("sampled resolver"):
-        sampled = instrumentation.on_load(loader, 1, asyncio.get_running_loop().create_future(), False)
     unsampled_context = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))
     with trace.use_span(NonRecordingSpan(unsampled_context)):
-        unsampled = instrumentation.on_load(loader, 2, asyncio.get_running_loop().create_future(), False)
-    assert unsampled == unsampled_context  # kept as a token (it may parent the batch), never linked
-    run_batch(instrumentation, loader, [1, 2], [sampled, unsampled])
-    (batch,) = telemetry.batch_spans()
+        unsampled = instrumentation.on_load(loader, 1, asyncio.get_running_loop().create_future(), False)
+    assert unsampled == unsampled_context  # kept as a token, in case no caller is sampled
+    with telemetry.tracer.start_as_current_span("sampled resolver"):
+        sampled = instrumentation.on_load(loader, 2, asyncio.get_running_loop().create_future(), False)
+    run_batch(instrumentation, loader, [1, 2], [unsampled, sampled])
+    (batch,) = telemetry.batch_spans()  # the first caller was not sampled, the batch span is
     (resolver,) = telemetry.spans("sampled resolver")
     assert link_ids(batch) == [span_id(resolver)]
+    assert parent_id(batch) == span_id(resolver)
+
+
+async def test_only_unsampled_callers_make_an_unsampled_batch(telemetry: Telemetry) -> None:
+    instrumentation = adapter(telemetry)
+    loader = users_loader()
+    unsampled_context = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    with trace.use_span(NonRecordingSpan(unsampled_context)):
+        unsampled = instrumentation.on_load(loader, 1, asyncio.get_running_loop().create_future(), False)
+    run_batch(instrumentation, loader, [1], [unsampled])
+    assert telemetry.batch_spans() == []  # the SDK's parent-based sampler follows the caller
+    assert telemetry.ledger.unended() == []
 
 
 # ---------------------------------------------------------------- no parent span
