@@ -3,8 +3,8 @@
 Run from a checkout with the test extra: ``python benchmarks/otel_cost.py [--rounds 40] [--n 1000] [--quick]``.
 
 Each round runs every variant once, in a rotating order, each on a fresh loader, timed with
-the thread CPU clock; the figure printed is the median over rounds of the per-round ratio
-variant / off (1.00 = free). Variants, for each DataLoader class and event loop:
+the thread CPU clock; the figures printed are the median over rounds of the per-round ratio
+variant / off (1.00 = free), and the reference's own time per key. Variants, for each DataLoader class and event loop:
 
 * ``off``: ``instrumentation=None``, ``stats=False`` (the reference);
 * ``stats``: ``stats=True``;
@@ -135,6 +135,7 @@ async def measure(cls: type, n: int, rounds: int, inner: int) -> dict[str, dict[
     variants = make_variants(cls, provider)
     names = list(variants)
     ratios: dict[str, dict[str, list[float]]] = {scenario: {name: [] for name in names} for scenario in SCENARIOS}
+    off_per_key: dict[str, list[float]] = {scenario: [] for scenario in SCENARIOS}
     for scenario_name, scenario in SCENARIOS.items():
         for _warmup in range(2):
             for name in names:
@@ -148,9 +149,13 @@ async def measure(cls: type, n: int, rounds: int, inner: int) -> dict[str, dict[
                 times[name] = await timed(scenario, factory, in_span, tracer, n, inner, scenario_name in PRIMED)
             for name in names:
                 ratios[scenario_name][name].append(times[name] / times["off"])
+            off_per_key[scenario_name].append(times["off"] / (n * inner))
     provider.shutdown()
     return {
-        scenario: {name: statistics.median(values) for name, values in by_name.items()}
+        scenario: {
+            "off, µs per key": statistics.median(off_per_key[scenario]) * 1e6,
+            **{name: statistics.median(values) for name, values in by_name.items() if name != "off"},
+        }
         for scenario, by_name in ratios.items()
     }
 
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 table = loop.run_until_complete(measure(cls, args.n, rounds, args.inner))
             finally:
                 loop.close()
-            columns = [name for name in next(iter(table.values())) if name != "off"]
+            columns = list(next(iter(table.values())))
             print(f"\n{class_name} / {loop_name}")
             print(f"| scenario | {' | '.join(columns)} |")
             print(f"| --- |{' --- |' * len(columns)}")

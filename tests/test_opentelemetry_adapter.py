@@ -100,7 +100,8 @@ async def test_batch_span_is_linked_to_every_caller_and_current_while_load_fn_ru
         with telemetry.tracer.start_as_current_span(f"resolver {index}"):
             future = asyncio.get_running_loop().create_future()
             tokens.append(instrumentation.on_load(loader, index, future, False))
-    assert all(isinstance(token, SpanContext) for token in tokens)
+    # A token is the caller's OpenTelemetry context, holding its span.
+    assert [trace.get_current_span(token).name for token in tokens] == ["resolver 0", "resolver 1", "resolver 2"]  # type: ignore[attr-defined]
     outside = trace.get_current_span()
 
     def load_fn_body() -> None:
@@ -180,7 +181,8 @@ async def test_unsampled_callers_are_neither_linked_nor_the_parent(telemetry: Te
     unsampled_context = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))
     with trace.use_span(NonRecordingSpan(unsampled_context)):
         unsampled = instrumentation.on_load(loader, 1, asyncio.get_running_loop().create_future(), False)
-    assert unsampled == unsampled_context  # kept as a token, in case no caller is sampled
+    # Kept as a token, in case no caller is sampled.
+    assert trace.get_current_span(unsampled).get_span_context() == unsampled_context
     with telemetry.tracer.start_as_current_span("sampled resolver"):
         sampled = instrumentation.on_load(loader, 2, asyncio.get_running_loop().create_future(), False)
     run_batch(instrumentation, loader, [1, 2], [unsampled, sampled])
