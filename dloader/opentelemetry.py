@@ -9,6 +9,9 @@ Usage, or let ``opentelemetry-instrument`` do it (the instrumentor is registered
 
     DataLoaderInstrumentor().instrument()   # every DataLoader created afterwards, of both classes
 
+(``opentelemetry-instrument`` passes no options: ``OTEL_PYTHON_DLOADER_RECORD_KEYS=true`` and the
+like set them, see :meth:`DataLoaderInstrumentor._instrument`.)
+
 Spans (conventions of the GraphQL OpenTelemetry working group, ``graphql/otel-wg`` ``spec/spans.yaml``,
 where they exist):
 
@@ -52,9 +55,10 @@ Metrics, through ``meter_provider`` (default: the global one). No convention exi
 from __future__ import annotations
 
 import logging
+import os
 import time
 from asyncio import CancelledError, Future
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,7 +75,7 @@ from . import instrumentation as _instrumentation
 if TYPE_CHECKING:
     from ._loader_py import DataLoader
 
-__all__ = ("DataLoaderInstrumentor", "OpenTelemetryInstrumentation")
+__all__ = ("DataLoaderInstrumentor", "OpenTelemetryInstrumentation", "options_from_environment")
 
 _log = logging.getLogger(__name__)
 
@@ -371,6 +375,45 @@ class _BatchScope:
             self._span = None
 
 
+#: The options that ``OTEL_PYTHON_DLOADER_<NAME>`` environment variables may set, and their types.
+ENVIRONMENT_OPTIONS: Final = {
+    "require_parent_span": bool,
+    "parent": str,
+    "max_links": int,
+    "record_keys": bool,
+    "max_keys": int,
+    "max_key_length": int,
+    "load_spans": bool,
+    "load_metrics": bool,
+}
+_TRUE: Final = ("true", "1", "yes", "on")
+_FALSE: Final = ("false", "0", "no", "off")
+
+
+def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The instrumentor's options set by ``OTEL_PYTHON_DLOADER_<NAME>`` variables; a bad value is a ValueError."""
+    environ = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    for name, kind in ENVIRONMENT_OPTIONS.items():
+        variable = f"OTEL_PYTHON_DLOADER_{name.upper()}"
+        raw = environ.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        text = raw.strip()
+        if kind is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{variable}={raw!r}: expected true or false")
+            options[name] = text.lower() in _TRUE
+        elif kind is int:
+            try:
+                options[name] = int(text)
+            except ValueError:
+                raise ValueError(f"{variable}={raw!r}: expected an integer") from None
+        else:
+            options[name] = text
+    return options
+
+
 class DataLoaderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Instruments every DataLoader created after :meth:`instrument`, of both classes.
 
@@ -399,10 +442,14 @@ class DataLoaderInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         ``load_spans=False``: a span per ``load()``/``load_many()`` call.
         ``load_metrics=False``: the ``dloader.loads`` counter (a callback per load).
 
+        Under ``opentelemetry-instrument``, which passes no options, the environment sets them:
+        ``OTEL_PYTHON_DLOADER_`` followed by the option's name in capitals (``..._RECORD_KEYS=true``,
+        ``..._MAX_LINKS=32``, ``..._PARENT=none``); an option passed here wins over its variable.
+
         A default instrumentation set before (an error tracker's, say) keeps working: the new
         default combines both (``dloader.instrumentation.combine``).
         """
-        instrumentation = OpenTelemetryInstrumentation(**kwargs)
+        instrumentation = OpenTelemetryInstrumentation(**{**options_from_environment(), **kwargs})
         previous = _instrumentation.get_default()
         default = instrumentation if previous is None else _instrumentation.combine(previous, instrumentation)
         _instrumentation.set_default(default)

@@ -17,12 +17,15 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 from otel_helpers import BATCH_PREFIX, Telemetry, link_ids, make_telemetry, parent_id, span_id
 
 import dloader.instrumentation
 from dloader import DataLoader
-from dloader.opentelemetry import DataLoaderInstrumentor, OpenTelemetryInstrumentation
+from dloader.opentelemetry import DataLoaderInstrumentor, OpenTelemetryInstrumentation, options_from_environment
 
 
 @pytest.fixture
@@ -561,8 +564,18 @@ def test_opentelemetry_instrument_installs_the_default(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("opentelemetry-instrument is not installed next to this Python (extra: test)")
     app = tmp_path / "app.py"
-    app.write_text("import dloader.instrumentation\nprint(type(dloader.instrumentation.get_default()).__name__)\n")
-    env = dict(os.environ, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    app.write_text(
+        "import dloader.instrumentation\n"
+        "default = dloader.instrumentation.get_default()\n"
+        "print(type(default).__name__, getattr(default, 'max_links', None))\n"
+    )
+    env = dict(
+        os.environ,
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_PYTHON_DLOADER_MAX_LINKS="7",  # options reach an instrumentor that gets no arguments
+    )
     completed = subprocess.run(
         [command, sys.executable, str(app)],
         capture_output=True,
@@ -573,7 +586,7 @@ def test_opentelemetry_instrument_installs_the_default(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "OpenTelemetryInstrumentation"
+    assert completed.stdout.strip() == "OpenTelemetryInstrumentation 7"
 
     # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names the entry point: then nothing is installed.
     env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "dloader"
@@ -587,7 +600,7 @@ def test_opentelemetry_instrument_installs_the_default(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "NoneType"
+    assert completed.stdout.strip() == "NoneType None"
 
 
 async def test_a_cache_hit_carries_no_token(telemetry: Telemetry) -> None:
@@ -597,3 +610,62 @@ async def test_a_cache_hit_carries_no_token(telemetry: Telemetry) -> None:
     hit.set_result("cached")
     with telemetry.tracer.start_as_current_span("resolver"):
         assert instrumentation.on_load(users_loader(), 1, hit, False) is None
+
+
+def test_options_from_the_environment() -> None:
+    environ = {
+        "OTEL_PYTHON_DLOADER_RECORD_KEYS": "True",
+        "OTEL_PYTHON_DLOADER_REQUIRE_PARENT_SPAN": "off",
+        "OTEL_PYTHON_DLOADER_MAX_LINKS": " 32 ",
+        "OTEL_PYTHON_DLOADER_PARENT": "none",
+        "OTEL_PYTHON_DLOADER_LOAD_SPANS": "",  # empty: not set
+        "OTEL_PYTHON_OTHER": "ignored",
+    }
+    assert options_from_environment(environ) == {
+        "record_keys": True,
+        "require_parent_span": False,
+        "max_links": 32,
+        "parent": "none",
+    }
+    with pytest.raises(ValueError, match=r"OTEL_PYTHON_DLOADER_LOAD_SPANS='maybe': expected true or false"):
+        options_from_environment({"OTEL_PYTHON_DLOADER_LOAD_SPANS": "maybe"})
+    with pytest.raises(ValueError, match=r"OTEL_PYTHON_DLOADER_MAX_KEYS='ten': expected an integer"):
+        options_from_environment({"OTEL_PYTHON_DLOADER_MAX_KEYS": "ten"})
+
+
+def test_instrument_arguments_win_over_the_environment(
+    telemetry: Telemetry, restore_default: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dloader.instrumentation.set_default(None)
+    monkeypatch.setenv("OTEL_PYTHON_DLOADER_RECORD_KEYS", "true")
+    monkeypatch.setenv("OTEL_PYTHON_DLOADER_MAX_LINKS", "32")
+    instrumentor = DataLoaderInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider, max_links=5)
+    try:
+        installed = instrumentor.installed
+        assert installed is not None and installed.record_keys and installed.max_links == 5
+    finally:
+        instrumentor.uninstrument()
+
+
+async def test_the_sdk_link_limit_applies_too_and_the_size_stays_exact() -> None:
+    # OTEL_SPAN_LINK_COUNT_LIMIT (here SpanLimits) may be lower than max_links: the SDK drops the rest.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_links=10))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        instrumentation = OpenTelemetryInstrumentation(tracer_provider=provider)
+        loader = users_loader()
+        tracer = provider.get_tracer("callers")
+        loop = asyncio.get_running_loop()
+        tokens = []
+        for index in range(50):
+            with tracer.start_as_current_span(f"resolver {index}"):
+                tokens.append(instrumentation.on_load(loader, index, loop.create_future(), False))
+        run_batch(instrumentation, loader, list(range(50)), tokens)
+        (batch,) = [span for span in exporter.get_finished_spans() if span.name.startswith(BATCH_PREFIX)]
+        assert len(batch.links) == 10
+        assert batch.dropped_links == 40
+        assert batch.attributes is not None and batch.attributes["graphql.dataloader.batch.size"] == 50
+    finally:
+        provider.shutdown()
