@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ("NATIVE_EAGER_START", "get_running_loop", "ready_queue", "thread_id_of")
@@ -24,7 +25,9 @@ def _public_get_running_loop() -> asyncio.AbstractEventLoop | None:
 #: ``asyncio.events._get_running_loop`` (CPython >= 3.7): the running loop or None, without
 #: the exception that the public ``get_running_loop()`` raises when there is none. load()
 #: calls it for every key, so the exception-free C version matters.
-get_running_loop: Any = getattr(asyncio.events, "_get_running_loop", None) or _public_get_running_loop
+get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = (
+    getattr(asyncio.events, "_get_running_loop", None) or _public_get_running_loop
+)
 
 #: ``asyncio.Task(..., eager_start=True)`` (CPython >= 3.12): the task's first step runs in
 #: the constructor. dloader starts its own tasks so, when the application set no task

@@ -242,6 +242,7 @@ def copy_error(class_name: str) -> TypeError:
         "loop; create a new loader with the same arguments instead"
     )
 
+
 @types.coroutine
 def yield_once() -> Generator[None, None, None]:
     """Let the loop run one round: the task resumes after the callbacks queued before it."""
@@ -550,11 +551,21 @@ class LoaderStats:
 class Counters:
     """The mutable counters behind LoaderStats (the pure twin's; the compiled one keeps C ints)."""
 
-    __slots__ = tuple(field.name for field in dataclasses.fields(LoaderStats))
+    __slots__ = (
+        "loads", "cache_hits", "joined", "batches", "batch_keys",
+        "batch_failures", "key_failures", "value_cache_hits", "value_cache_errors",
+    )  # fmt: skip
 
     def __init__(self) -> None:
-        for field in self.__slots__:
-            setattr(self, field, 0)
+        self.loads = 0
+        self.cache_hits = 0
+        self.joined = 0
+        self.batches = 0
+        self.batch_keys = 0
+        self.batch_failures = 0
+        self.key_failures = 0
+        self.value_cache_hits = 0
+        self.value_cache_errors = 0
 
     def snapshot(self) -> LoaderStats:
         return LoaderStats(*(getattr(self, field) for field in self.__slots__))

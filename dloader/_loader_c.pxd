@@ -94,7 +94,10 @@ cdef class DataLoader:
     cdef object _key_error(self, object cache_key, object key, object error)
     cdef _join(self, object entry, object waiter)
     cdef _forget(self, object cache_key)
-    cdef _observe(self, object key, object future, object queued, bint many, Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched)
+    cdef _observe(
+        self, object key, object future, object queued, bint many,
+        Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched,
+    )
     cdef _schedule(self, object cache_key)
     cdef _cancel_queue(self)
     cdef _take_batches(self, list out)

@@ -902,7 +902,10 @@ cdef class DataLoader:
             self._errors.pop(cache_key, None)
         self._in_flight.pop(cache_key, None)
 
-    cdef _observe(self, object key, object future, object queued, bint many, Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched):
+    cdef _observe(
+        self, object key, object future, object queued, bint many,
+        Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched,
+    ):
         """Statistics and instrumentation of one load()/load_many() call (off: never called)."""
         if self._counting:
             self._loads += hits + joined + fetched
@@ -973,7 +976,9 @@ cdef class DataLoader:
             PyDict_SetItem(in_flight, cache_keys[start], entries[start])
         size = self._batch_limit
         if count <= size:
-            self._add_batch(out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens))
+            self._add_batch(
+                out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens)
+            )
             return
         for start in range(0, count, size):
             stop = start + size
@@ -1023,7 +1028,9 @@ cdef class DataLoader:
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
-                self._fail_batch(batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error))
+                self._fail_batch(
+                    batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error)
+                )
                 self._batch_ended(batch)
             if not isinstance(error, Exception):
                 raise
@@ -1053,7 +1060,10 @@ cdef class DataLoader:
                         scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
                 awaitable = self._load_fn(list(batch.keys))
-                iterator = awaitable if type(awaitable) is _CoroutineType else _common.await_iterator(self._name, awaitable)
+                if type(awaitable) is _CoroutineType:
+                    iterator = awaitable
+                else:
+                    iterator = _common.await_iterator(self._name, awaitable)
                 # load_fn's first step by hand: one that suspends gets its waiters watched.
                 status = PyIter_Send(iterator, None, &step)
                 yielded = <object>step  # a new reference: the extra one is dropped below

@@ -117,7 +117,8 @@ class _Batch:
     """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
 
     __slots__ = (
-        "loader", "keys", "cache_keys", "entries", "tokens", "task", "guarded", "finished", "live", "watched", "running",
+        "loader", "keys", "cache_keys", "entries", "tokens",
+        "task", "guarded", "finished", "live", "watched", "running",
     )  # fmt: skip
 
     def __init__(
@@ -537,11 +538,12 @@ class DataLoader(Generic[_K, _V]):
             loop = self._loop_for_call()
         cache_key_fn = self._cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
+        future: Future[_V]
         try:
             if self._cache:
                 cache_map = self._cache_map
                 if cache_key in cache_map:
-                    future: Future[_V] = self._create_future()  # type: ignore[misc]
+                    future = self._create_future()  # type: ignore[misc]
                     future.set_result(cache_map[cache_key])
                     if self._observed:
                         self._observe(key, future, None, False, 1, 0, 0)
@@ -558,7 +560,8 @@ class DataLoader(Generic[_K, _V]):
                 queue = self._queue
                 # One dict operation both finds a queued key and queues a new one.
                 entry = queue.setdefault(cache_key, future)
-                if entry is future:
+                queued_now = entry is future  # (a variable: `if entry is future` would narrow future to Any)
+                if queued_now:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
                     if len(queue) == 1:  # the first key: every bookkeeping is done, schedule
@@ -984,7 +987,9 @@ class DataLoader(Generic[_K, _V]):
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
-                self._fail_batch(batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error))
+                self._fail_batch(
+                    batch, error if isinstance(error, Exception) else _common.interrupted_error(self._name, error)
+                )
                 self._batch_ended(batch)
             if not isinstance(error, Exception):
                 raise
@@ -1013,7 +1018,9 @@ class DataLoader(Generic[_K, _V]):
                         scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
                 awaitable = self._load_fn(list(batch.keys))
-                iterator = awaitable if type(awaitable) is CoroutineType else _common.await_iterator(self._name, awaitable)
+                iterator = (
+                    awaitable if type(awaitable) is CoroutineType else _common.await_iterator(self._name, awaitable)
+                )
                 # load_fn's first step by hand: one that suspends gets its waiters watched.
                 try:
                     yielded = iterator.send(None)
@@ -1134,7 +1141,7 @@ class DataLoader(Generic[_K, _V]):
 
     def _cache_error(self, key: Any, cache_key: Any, error: Exception) -> None:
         cache_errors = self._cache_errors
-        if cache_errors is True or (cache_errors is not False and cache_errors(key, error)):  # type: ignore[operator]
+        if cache_errors is True or (cache_errors is not False and cache_errors(key, error)):
             self._errors[cache_key] = error
 
     def _watch(self, batch: _Batch) -> None:

@@ -73,9 +73,7 @@ async def test_cancelling_the_awaiting_task_spares_the_others(loader_cls: type, 
     assert loader.cache_map == {1: "value-of-1"}
 
 
-async def test_only_caller_cancelled_in_flight_cancels_load_fn(
-    loader_cls: type, make_recorder: Any, spin: Any
-) -> None:
+async def test_only_caller_cancelled_in_flight_cancels_load_fn(loader_cls: type, make_recorder: Any, spin: Any) -> None:
     """README, Semantics: Futures and cancellation. A load_fn nobody waits for any more is cancelled."""
     recorder = make_recorder(gated=True)
     loader = loader_cls(recorder)

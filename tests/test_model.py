@@ -4,8 +4,9 @@ A program runs in rounds. In each round callers request keys (some cancel at
 once), the test waits until every batch is running (load_fn is held at a
 gate), then primes, clears and cancels while the keys are in flight (a batch
 nobody waits for any more is cancelled), and finally releases every other batch
-with values, per-key exceptions or a whole-batch failure. The model predicts exactly which keys are fetched, what every caller
-gets, and what the cache holds afterwards.
+with values, per-key exceptions or a whole-batch failure. The model predicts
+exactly which keys are fetched, what every caller gets, and what the cache holds
+afterwards.
 """
 
 from __future__ import annotations
@@ -155,7 +156,9 @@ class Program:
         for batch in batches:
             wanted = any(
                 not request.cancelled
-                and any(key in batch.keys and position not in request.cached for position, key in enumerate(request.keys))
+                and any(
+                    key in batch.keys and position not in request.cached for position, key in enumerate(request.keys)
+                )
                 for request in requests
             )
             assert batch.gate.cancelled() == (not wanted), f"round {number}: batch {batch.keys}, wanted={wanted}"

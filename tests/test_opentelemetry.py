@@ -28,7 +28,6 @@ from otel_helpers import Telemetry, link_ids, make_telemetry, parent_id, span_id
 
 import dloader
 import dloader.instrumentation
-from dloader._loader_py import DataLoader as PythonDataLoader
 from dloader.opentelemetry import DataLoaderInstrumentor, OpenTelemetryInstrumentation
 
 try:
@@ -38,8 +37,6 @@ except ImportError:  # the strawberry test skips
     strawberry = None  # type: ignore[assignment]
 
 aiosqlite = pytest.importorskip("aiosqlite", reason="aiosqlite is not installed (extra: test)")
-
-
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ import redis.exceptions
 import dloader
 from dloader.value_cache import MISS
 
-
 NAMESPACE = "test"
 #: Far above any healthy round trip on a busy machine: only the outage tests use the 50 ms default.
 PATIENT = 10.0
