@@ -6,6 +6,11 @@ wheel that lost its extension makes those tests *error*, never pass silently.
 ``--no-extensions`` (or ``DLOADER_NO_EXTENSIONS=1``) deselects it for pure-only
 installs. Async tests run on the default asyncio loop and on uvloop through
 pytest-asyncio's ``pytest_asyncio_loop_factories`` hook (ids ``asyncio``/``uvloop``).
+
+The suite tests the *installed* package: ``pytest`` (or ``python -P -m pytest``)
+from the checkout keeps the source tree off ``sys.path``. ``python -m pytest``
+puts it first; when that source tree has no compiled module while the installed
+dloader has one, the run stops at once with one line saying what to run instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import gc
 import logging
 import os
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -23,9 +29,6 @@ try:
     import uvloop
 except ImportError:  # Windows, PyPy: the uvloop parameter is skipped
     uvloop = None
-
-_TRUE_VALUES = {"1", "true", "yes", "on"}
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -37,10 +40,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _import_dloader_or_stop()
+
+
+def _import_dloader_or_stop() -> None:
+    """Import dloader before any test does; stop the run with one line when that cannot go well.
+
+    An invalid switch (``DLOADER_NO_EXTENSIONS=2``) or a source tree without the
+    compiled module shadowing an installed compiled dloader (``python -m pytest``
+    from the checkout) would otherwise surface as hundreds of errors.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            import dloader._switches
+        except ValueError as error:
+            if str(error).startswith("environment variable DLOADER_"):
+                raise pytest.UsageError(str(error)) from None
+            raise
+    for warning in caught:
+        if warning.category.__name__ == "ShadowedExtensionWarning":
+            raise pytest.UsageError(
+                f"{os.path.dirname(dloader.__file__)} (a source tree without the compiled module) shadows the "
+                "installed dloader: run `pytest` or `python -P -m pytest`, not `python -m pytest`"
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for name in dloader._switches.SWITCHES:  # the build switches too: a typo is an error everywhere
+        try:
+            dloader._switches.env_flag(name)
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
+
+
+def no_extensions_switch() -> bool:
+    """DLOADER_NO_EXTENSIONS, read by the package's own parser."""
+    from dloader._switches import env_flag
+
+    return env_flag("DLOADER_NO_EXTENSIONS")
+
+
 def extensions_disabled(config: pytest.Config) -> bool:
-    if config.getoption("--no-extensions"):
-        return True
-    return os.environ.get("DLOADER_NO_EXTENSIONS", "").strip().lower() in _TRUE_VALUES
+    return bool(config.getoption("--no-extensions")) or no_extensions_switch()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dloader._common import env_flag
+from dloader._switches import env_flag
 
 EXTENSION = "dloader._loader_c"
 
