@@ -30,6 +30,7 @@ try:
 except ImportError:  # Windows, PyPy: the uvloop parameter is skipped
     uvloop = None
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--no-extensions",
