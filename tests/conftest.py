@@ -19,8 +19,10 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,6 +156,24 @@ def compiled_cls(request: pytest.FixtureRequest) -> type:
 @pytest.fixture
 def python_cls() -> type:
     return _import_python()
+
+
+def copy_source_tree_without_extension(root: Path) -> Path:
+    """Copy the dloader under test into ``root/dloader`` without its compiled module, as a fresh clone has it."""
+    import dloader
+
+    package = root / "dloader"
+    package.mkdir(parents=True)
+    for source in Path(dloader.__file__).parent.iterdir():
+        if source.suffix in {".py", ".pyx", ".pxd", ".typed"}:
+            shutil.copy2(source, package / source.name)
+    return root
+
+
+@pytest.fixture
+def source_tree_without_extension(tmp_path: Path) -> Path:
+    """A checkout-like directory whose ``dloader/`` has no compiled module."""
+    return copy_source_tree_without_extension(tmp_path / "checkout")
 
 
 # ---------------------------------------------------------------- event loops
