@@ -87,3 +87,22 @@ def test_python_m_pytest_from_a_shadowing_checkout_stops_with_one_line(source_tr
     )
     assert advised.returncode == pytest.ExitCode.OK, advised.stdout[-3000:] + advised.stderr[-3000:]
     assert " passed" in advised.stdout
+
+
+def _cited_texts() -> dict[Path, str]:
+    """The tests' sources and the benchmark docs and sources that exist beside these tests."""
+    root = HERE.parent
+    paths = [*HERE.glob("*.py"), *root.glob("benchmarks/**/*.py"), *root.glob("benchmarks/**/*.md")]
+    return {path: path.read_text(encoding="utf-8") for path in paths if path != Path(__file__).resolve()}
+
+
+def test_tests_and_benchmarks_cite_the_readme_not_a_file_outside_the_repository() -> None:
+    readme = README.read_text(encoding="utf-8")
+    semantics = readme.split("\n## Semantics\n", 1)[1].split("\n## ", 1)[0]
+    headings = set(re.findall(r"^\*\*([^*]+?)\.\*\*", semantics, flags=re.MULTILINE))
+    cited: set[str] = set()
+    for path, text in _cited_texts().items():
+        assert not re.search(r"\bSPEC\b", text), f"{path} cites SPEC, a file outside the repository"
+        cited.update(re.findall(r"README, Semantics: ([A-Z][a-z]+(?: [a-z]+)*)", text))
+    assert cited, "no README, Semantics citations found"
+    assert cited <= headings, f"cited {sorted(cited - headings)}, the README's Semantics has {sorted(headings)}"
