@@ -43,16 +43,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The selector's ShadowedExtensionWarning, when this run deliberately tests a shadowing source tree.
+SHADOWED_NOTE: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    _import_dloader_or_stop()
+    _import_dloader_or_stop(config)
+    # Shadowing was decided on above, once. Tests that re-import dloader (test_selection) run
+    # the selector again; its warning must not turn into an error there (filterwarnings = error).
+    config.addinivalue_line("filterwarnings", "ignore:dloader was imported from:RuntimeWarning")
 
 
-def _import_dloader_or_stop() -> None:
+def _import_dloader_or_stop(config: pytest.Config) -> None:
     """Import dloader before any test does; stop the run with one line when that cannot go well.
 
     An invalid switch (``DLOADER_NO_EXTENSIONS=2``) or a source tree without the
     compiled module shadowing an installed compiled dloader (``python -m pytest``
-    from the checkout) would otherwise surface as hundreds of errors.
+    from the checkout) would otherwise surface as hundreds of errors. With
+    ``--no-extensions`` a shadowing source tree is what the run asked to test: it
+    goes on, and the header says so.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -64,6 +73,9 @@ def _import_dloader_or_stop() -> None:
             raise
     for warning in caught:
         if warning.category.__name__ == "ShadowedExtensionWarning":
+            if config.getoption("--no-extensions"):
+                SHADOWED_NOTE.append(str(warning.message))
+                continue
             raise pytest.UsageError(
                 f"{os.path.dirname(dloader.__file__)} (a source tree without the compiled module) shadows the "
                 "installed dloader: run `pytest` or `python -P -m pytest`, not `python -m pytest`"
@@ -98,6 +110,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"EXTENSION_IMPORT_ERROR={dloader._loader.EXTENSION_IMPORT_ERROR!r}",
         f"compiled tests: {'deselected (--no-extensions)' if extensions_disabled(config) else 'enabled'}; "
         f"uvloop: {'available' if uvloop is not None else 'not installed'}",
+        *(f"note: {note}" for note in SHADOWED_NOTE),
     ]
     return lines
 

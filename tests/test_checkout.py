@@ -60,12 +60,12 @@ def _site_path() -> list[str]:
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="only CPython has the compiled module")
 def test_python_m_pytest_from_a_shadowing_checkout_stops_with_one_line(source_tree_without_extension: Path) -> None:
     try:
-        import dloader._loader_c  # noqa: F401
+        import dloader._loader_c
     except ImportError:
         pytest.skip("the compiled module is not importable here: nothing to shadow")
     tree = source_tree_without_extension
     (tree / "tests").mkdir()
-    for name in ("conftest.py", "test_api.py"):
+    for name in ("conftest.py", "test_api.py", "test_selection.py"):
         shutil.copy2(HERE / name, tree / "tests" / name)
     shutil.copy2(HERE.parent / "pyproject.toml", tree / "pyproject.toml")
     env = {key: value for key, value in os.environ.items() if key != "DLOADER_NO_EXTENSIONS"}
@@ -87,6 +87,20 @@ def test_python_m_pytest_from_a_shadowing_checkout_stops_with_one_line(source_tr
     )
     assert advised.returncode == pytest.ExitCode.OK, advised.stdout[-3000:] + advised.stderr[-3000:]
     assert " passed" in advised.stdout
+
+    # Testing the source tree's pure twin on purpose (--no-extensions) goes on, and tests that
+    # re-import dloader (so the selector warns again) do not fail under filterwarnings = error.
+    pure = subprocess.run(
+        [sys.executable, "-S", "-m", "pytest", "-p", "no:cacheprovider", "--no-extensions", "tests"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pure.returncode == pytest.ExitCode.OK, pure.stdout[-3000:] + pure.stderr[-3000:]
+    assert f"dloader {dloader.__version__} from {tree / 'dloader'}" in pure.stdout
+    assert "note: dloader was imported from" in pure.stdout
 
 
 def _cited_texts() -> dict[Path, str]:

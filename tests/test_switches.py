@@ -110,7 +110,7 @@ def test_every_reader_gives_the_same_answer(
 @pytest.mark.parametrize("value", INVALID_VALUES)
 @pytest.mark.parametrize("name", list(SETUP_GLOBALS))
 def test_an_invalid_value_is_a_clear_error_for_every_reader(
-    monkeypatch: pytest.MonkeyPatch, fresh_dloader: Any, name: str, value: str
+    monkeypatch: pytest.MonkeyPatch, fresh_dloader: Any, request: pytest.FixtureRequest, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)
     message = rf"{name}={value!r} is not a boolean: use one of 1/true/yes/on or 0/false/no/off"
@@ -119,7 +119,7 @@ def test_an_invalid_value_is_a_clear_error_for_every_reader(
         _switches.env_flag(name)
     # conftest turns it into a usage error (one line) before any test runs.
     with pytest.raises(pytest.UsageError, match=message):
-        conftest._import_dloader_or_stop()
+        conftest._import_dloader_or_stop(request.config)
     # setup.py exits with one line naming the variable, not a traceback through setuptools.
     with pytest.raises(SystemExit, match=message):
         _setup_py_globals()
