@@ -31,11 +31,11 @@ def _compiled_copy_elsewhere() -> str | None:
     """The package directory of another dloader on sys.path that holds the compiled module, if any."""
     here = os.path.dirname(os.path.abspath(__file__))
     for entry in sys.path:
-        package = os.path.join(entry or os.getcwd(), "dloader")
         try:
+            package = os.path.join(entry or os.getcwd(), "dloader")
             if os.path.samefile(package, here):
                 continue
-        except OSError:  # no dloader directory there (or a zip file)
+        except (OSError, TypeError):  # no dloader there, a zip file, a deleted cwd, a non-str entry
             continue
         if any(os.path.isfile(os.path.join(package, "_loader_c" + suffix)) for suffix in EXTENSION_SUFFIXES):
             return package
