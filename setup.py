@@ -1,60 +1,82 @@
 """Build the optional compiled DataLoader; all metadata lives in pyproject.toml.
 
-Switches (environment variables):
+Switches (environment variables; 1/true/yes/on or 0/false/no/off, anything else is an error):
   DLOADER_NO_EXTENSIONS=1       build the pure-Python package only
   DLOADER_REQUIRE_EXTENSIONS=1  fail the build if the extension does not compile
                                 (also implied when running under cibuildwheel)
   DLOADER_DEBUG_BUILD=1         -O0 -g and Cython's internal assertions
   DLOADER_CYTHON_TRACE=1        line tracing, for coverage of the .pyx
+
+They are parsed by dloader/_switches.py, the package's own parser, loaded by file
+path: building must not import the package it builds.
 """
 
+import importlib.util
 import os
 import sys
 
-from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def env_flag(name):
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def load_switches():
+    """dloader/_switches.py as a module of its own, without importing the dloader package."""
+    path = os.path.join(HERE, "dloader", "_switches.py")
+    spec = importlib.util.spec_from_file_location("_dloader_build_switches", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-NO_EXTENSIONS = env_flag("DLOADER_NO_EXTENSIONS") or sys.implementation.name != "cpython"
-REQUIRE_EXTENSIONS = env_flag("DLOADER_REQUIRE_EXTENSIONS") or env_flag("CIBUILDWHEEL")
-DEBUG_BUILD = env_flag("DLOADER_DEBUG_BUILD")
-CYTHON_TRACE = env_flag("DLOADER_CYTHON_TRACE")
+try:
+    _env_flag = load_switches().env_flag
+    NO_EXTENSIONS = _env_flag("DLOADER_NO_EXTENSIONS") or sys.implementation.name != "cpython"
+    REQUIRE_EXTENSIONS = _env_flag("DLOADER_REQUIRE_EXTENSIONS") or os.environ.get("CIBUILDWHEEL") == "1"
+    DEBUG_BUILD = _env_flag("DLOADER_DEBUG_BUILD")
+    CYTHON_TRACE = _env_flag("DLOADER_CYTHON_TRACE")
+except ValueError as error:  # one clear line, not a traceback through setuptools
+    sys.exit(f"dloader setup.py: {error}")
 IS_MSVC = sys.platform == "win32"
 
 
-class OptionalBuildExt(build_ext):
-    """Install the pure package with a warning when the extension cannot be compiled."""
+def optional_build_ext():
+    """build_ext that installs the pure package with a warning when the extension cannot be compiled.
 
-    def run(self):
-        try:
-            super().run()
-        except Exception as error:
-            self._give_up(error)
+    Built on demand: setuptools is imported only when building, so tests can read
+    this file's switches in an environment without setuptools.
+    """
+    from setuptools.command.build_ext import build_ext
 
-    def build_extension(self, ext):
-        try:
-            super().build_extension(ext)
-        except Exception as error:
-            self._give_up(error)
+    class OptionalBuildExt(build_ext):
+        def run(self):
+            try:
+                super().run()
+            except Exception as error:
+                self._give_up(error)
 
-    def _give_up(self, error):
-        if REQUIRE_EXTENSIONS:
-            raise
-        print(
-            f"WARNING: dloader's compiled extension failed to build ({error!r}); "
-            "installing the pure-Python implementation, which is slower but behaves identically.",
-            file=sys.stderr,
-        )
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as error:
+                self._give_up(error)
+
+        def _give_up(self, error):
+            if REQUIRE_EXTENSIONS:
+                raise
+            print(
+                f"WARNING: dloader's compiled extension failed to build ({error!r}); "
+                "installing the pure-Python implementation, which is slower but behaves identically.",
+                file=sys.stderr,
+            )
+
+    return OptionalBuildExt
 
 
 def extensions():
     if NO_EXTENSIONS:
         print("dloader: building the pure-Python package (DLOADER_NO_EXTENSIONS)")
         return []
+    from setuptools import Extension
+
     try:
         from Cython.Build import cythonize
     except ImportError:
@@ -105,4 +127,9 @@ def extensions():
         return []
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+# setuptools runs this file as __main__ (`python setup.py` and PEP 517 builds alike);
+# imported under another name (the switch tests do), it only reads the switches.
+if __name__ == "__main__":
+    from setuptools import setup
+
+    setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext()})

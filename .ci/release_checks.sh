@@ -7,6 +7,9 @@
 #
 # Environment:
 #   DIST_DIR=dir           write the sdist and both wheels there (default: <tmp>/dist, kept)
+#   PREBUILT_SDIST=file PREBUILT_BINARY_WHEEL=file PREBUILT_PURE_WHEEL=file
+#                          check these artifacts instead of building them (.ci/run builds
+#                          them once and every check reuses them); all three or none
 #   RELEASE_TOOLS_VENV=dir reuse (or create) the tool venv there instead of a fresh one
 #   KEEP_WORK=1            keep the temporary work directory (tool venv, unpacked sdist, logs)
 #
@@ -19,7 +22,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # The tools, pinned so that a new release of a linter cannot fail an unchanged tree.
-# cibuildwheel decides the build identifiers: keep it in step with .github/workflows/wheels.yml.
+# cibuildwheel decides the build identifiers: keep it in step with CIBUILDWHEEL_VERSION in
+# .github/workflows/ci.yml, whose wheel jobs run it.
 TOOLS_REQUIREMENTS=(
   "build==1.6.1"
   "check-jsonschema==0.39.0"
@@ -41,6 +45,17 @@ PLATFORMS=(linux macos windows)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PYTHONDONTWRITEBYTECODE=1
 # A caller's cibuildwheel settings must not change the selection being checked.
 while IFS='=' read -r name _; do unset "$name"; done < <(env | grep -E '^CIBW_' || true)
+
+PREBUILT=0
+if [ -n "${PREBUILT_SDIST:-}${PREBUILT_BINARY_WHEEL:-}${PREBUILT_PURE_WHEEL:-}" ]; then
+  for artifact in "${PREBUILT_SDIST:-}" "${PREBUILT_BINARY_WHEEL:-}" "${PREBUILT_PURE_WHEEL:-}"; do
+    if [ ! -f "$artifact" ]; then
+      echo "PREBUILT_SDIST, PREBUILT_BINARY_WHEEL and PREBUILT_PURE_WHEEL must all name files (got '$artifact')" >&2
+      exit 2
+    fi
+  done
+  PREBUILT=1
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dloader-release.XXXXXX")
 DIST=${DIST_DIR:-$WORK/dist}
@@ -215,16 +230,22 @@ else
 fi
 
 # ---------------------------------------------------------------- sdist and wheels
-section "sdist, then both wheels from the sdist (into $DIST)"
-rm -f "$DIST"/dloader-*.tar.gz "$DIST"/dloader-*.whl
 SDIST=""
 BINARY_WHEEL=""
 PURE_WHEEL=""
-if quiet "$LOGS/sdist.log" "$TPY" -m build --sdist --outdir "$DIST" .; then
-  SDIST=$(ls "$DIST"/dloader-*.tar.gz)
-  pass "build the sdist: $(basename "$SDIST")"
+if [ "$PREBUILT" = 1 ]; then
+  section "sdist and both wheels, built once by the caller: checked, not rebuilt"
+  SDIST=$(cd "$(dirname "$PREBUILT_SDIST")" && pwd)/$(basename "$PREBUILT_SDIST")
+  pass "reuse the sdist: $(basename "$SDIST")"
 else
-  fail "build the sdist"
+  section "sdist, then both wheels from the sdist (into $DIST)"
+  rm -f "$DIST"/dloader-*.tar.gz "$DIST"/dloader-*.whl
+  if quiet "$LOGS/sdist.log" "$TPY" -m build --sdist --outdir "$DIST" .; then
+    SDIST=$(ls "$DIST"/dloader-*.tar.gz)
+    pass "build the sdist: $(basename "$SDIST")"
+  else
+    fail "build the sdist"
+  fi
 fi
 
 check_sdist_contents() {
@@ -262,13 +283,26 @@ check_binary_wheel() {
   if grep -qE 'dloader/_loader_c\.c ' <<<"$listing"; then echo "generated C in the wheel"; return 1; fi
 }
 
-# The generated C names the Cython that wrote it: proof that the pin reached the isolated build.
+# A Cython-compiled module names its Cython in its shared-types module (`_cython_3_3_1`):
+# proof, read from the wheel itself, that the pin reached the isolated build.
 check_cython_used() {
-  local pinned generated
+  local pinned
   pinned=$(grep -iE '^cython==' "$CONSTRAINTS" | head -n 1 | sed 's/^[^=]*==//; s/[[:space:]#].*//')
-  generated=$(head -n 1 "$WORK"/unpacked/binary/dloader-*/dloader/_loader_c.c)
-  echo "pinned Cython $pinned; $generated"
-  [[ "$generated" == *"Cython $pinned "* ]]
+  "$TPY" - "$BINARY_WHEEL" "$pinned" <<'PY'
+import re
+import sys
+import zipfile
+
+wheel, pinned = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as archive:
+    modules = [name for name in archive.namelist() if re.fullmatch(r"dloader/_loader_c\.[^/]*\.(so|pyd)", name)]
+    if len(modules) != 1:
+        sys.exit(f"expected one compiled dloader/_loader_c module in {wheel}, found {modules}")
+    binary = archive.read(modules[0])
+found = sorted({match.decode() for match in re.findall(rb"_cython_([0-9][0-9a-z_]*)", binary)})
+print(f"pinned Cython {pinned}; {modules[0]} was compiled by Cython {', '.join(v.replace('_', '.') for v in found)}")
+sys.exit(0 if found == [pinned.replace(".", "_")] else 1)
+PY
 }
 
 check_pure_wheel() {
@@ -304,20 +338,32 @@ if [ -n "$SDIST" ]; then
       check_identifiers "$platform"
   done
 
-  if quiet "$LOGS/wheel-binary.log" build_wheel_from_sdist binary DLOADER_REQUIRE_EXTENSIONS=1; then
-    BINARY_WHEEL=$(ls "$WORK"/build-binary/dloader-*.whl)
-    BINARY_WHEEL="$DIST/$(basename "$BINARY_WHEEL")"
-    pass "binary wheel from the sdist (DLOADER_REQUIRE_EXTENSIONS=1): $(basename "$BINARY_WHEEL")"
+  if [ "$PREBUILT" = 1 ]; then
+    BINARY_WHEEL=$(cd "$(dirname "$PREBUILT_BINARY_WHEEL")" && pwd)/$(basename "$PREBUILT_BINARY_WHEEL")
+    pass "reuse the binary wheel: $(basename "$BINARY_WHEEL")"
+  fi
+  if [ "$PREBUILT" = 1 ] || quiet "$LOGS/wheel-binary.log" build_wheel_from_sdist binary DLOADER_REQUIRE_EXTENSIONS=1; then
+    if [ "$PREBUILT" = 0 ]; then
+      BINARY_WHEEL=$(ls "$WORK"/build-binary/dloader-*.whl)
+      BINARY_WHEEL="$DIST/$(basename "$BINARY_WHEEL")"
+      pass "binary wheel from the sdist (DLOADER_REQUIRE_EXTENSIONS=1): $(basename "$BINARY_WHEEL")"
+    fi
     check "binary wheel holds dloader/_loader_c*.so, the pure twin and py.typed" check_binary_wheel
     check "binary wheel was cythonized by the pinned Cython" check_cython_used
   else
     fail "binary wheel from the sdist (DLOADER_REQUIRE_EXTENSIONS=1)"
   fi
 
-  if quiet "$LOGS/wheel-pure.log" build_wheel_from_sdist pure DLOADER_NO_EXTENSIONS=1; then
-    PURE_WHEEL=$(ls "$WORK"/build-pure/dloader-*.whl)
-    PURE_WHEEL="$DIST/$(basename "$PURE_WHEEL")"
-    pass "pure wheel from the sdist (DLOADER_NO_EXTENSIONS=1): $(basename "$PURE_WHEEL")"
+  if [ "$PREBUILT" = 1 ]; then
+    PURE_WHEEL=$(cd "$(dirname "$PREBUILT_PURE_WHEEL")" && pwd)/$(basename "$PREBUILT_PURE_WHEEL")
+    pass "reuse the pure wheel: $(basename "$PURE_WHEEL")"
+  fi
+  if [ "$PREBUILT" = 1 ] || quiet "$LOGS/wheel-pure.log" build_wheel_from_sdist pure DLOADER_NO_EXTENSIONS=1; then
+    if [ "$PREBUILT" = 0 ]; then
+      PURE_WHEEL=$(ls "$WORK"/build-pure/dloader-*.whl)
+      PURE_WHEEL="$DIST/$(basename "$PURE_WHEEL")"
+      pass "pure wheel from the sdist (DLOADER_NO_EXTENSIONS=1): $(basename "$PURE_WHEEL")"
+    fi
     check "pure wheel is py3-none-any with no compiled module" check_pure_wheel
   else
     fail "pure wheel from the sdist (DLOADER_NO_EXTENSIONS=1)"

@@ -25,7 +25,7 @@ from typing import Any
 # plainly as possible so that every other figure can be read as a ratio to it:
 #
 #   * one ``loop.create_future()`` per ``load()`` call (every caller gets its own future,
-#     as SPEC section 5 requires of dloader);
+#     as dloader promises: README, Semantics: Futures and cancellation);
 #   * one scheduled callback per batch: the batch task created at the first key of a batch
 #     (a task is the least that can drive an ``async def load_fn`` that may really await);
 #   * one ``load_fn`` call per batch, with a new list of keys;

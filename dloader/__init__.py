@@ -7,6 +7,6 @@ of a batch function, caches the results and hands each caller its value.
 from ._common import LoaderStats, LoadFunction
 from ._loader import IMPLEMENTATION, DataLoader
 
-__version__ = "0.2.0"
+__version__ = "2026.12.0"
 
 __all__ = ("IMPLEMENTATION", "DataLoader", "LoadFunction", "LoaderStats", "__version__")

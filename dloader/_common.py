@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import os
 import sys
 import time
 import types
@@ -20,7 +19,6 @@ from typing import Any, Protocol, TypeVar
 __all__ = (
     "MAX_DISPATCH_WAITS",
     "LoadFunction",
-    "env_flag",
 )
 
 # Invariant in the key type: load_fn receives a list, and a function declared to take
@@ -32,9 +30,6 @@ _V_co = TypeVar("_V_co", covariant=True)
 #: Each wait happens only when keys arrived during the previous iteration, so a
 #: loader that keeps receiving keys still dispatches after this many iterations.
 MAX_DISPATCH_WAITS = 8
-
-_TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
-_FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 
 # The mapping methods a cache_map must have: the loader reads, writes, deletes,
 # tests membership, counts, and empties it; `keys` tells a mapping from a list.
@@ -52,18 +47,6 @@ class LoadFunction(Protocol[_K, _V_co]):
     def __call__(
         self, keys: list[_K], /
     ) -> Awaitable[Sequence[_V_co | BaseException] | Mapping[Any, _V_co | BaseException]]: ...
-
-
-def env_flag(name: str) -> bool:
-    """Read a boolean switch from the environment (``1/true/yes/on`` are true)."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in _TRUE_VALUES:
-        return True
-    if value in _FALSE_VALUES:
-        return False
-    raise ValueError(
-        f"environment variable {name}={os.environ[name]!r} is not a boolean: use one of 1/true/yes/on or 0/false/no/off"
-    )
 
 
 # ---------------------------------------------------------------- construction

@@ -1,4 +1,4 @@
-"""See dloader remove the N+1 problem from a nested GraphQL query: ``python -m dloader.demo``.
+"""See dloader remove the N+1 problem from a nested GraphQL query: ``dloader-demo``.
 
 Builds a small library (authors, books, reviews, users) in an in-memory SQLite
 database, runs one nested GraphQL query with graphql-core twice -- once with
@@ -10,13 +10,16 @@ Every statement goes through one connection and, by default, first waits a
 simulated 0.2 ms network round trip (``--latency-ms``), as with a database
 server; SQLite itself is in-process and nearly free.
 
-Needs graphql-core: ``pip install 'dloader[demo]'``.
+Needs graphql-core (``pip install '.[demo]'`` in a checkout). ``dloader-demo``, the
+installed command, runs the installed package; ``python -m dloader.demo`` works too,
+but from a checkout's root it imports the source tree.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import sys
@@ -29,12 +32,19 @@ from typing import Any
 try:
     import graphql
 except ImportError as _error:  # pragma: no cover - exercised without the extra
-    _MESSAGE = "dloader.demo needs graphql-core, which is not installed: pip install 'dloader[demo]'"
-    if __name__ == "__main__":
+    # Not `pip install 'dloader[demo]'`: until this project is released, PyPI's dloader is an
+    # unrelated package without that extra.
+    _MESSAGE = (
+        "dloader.demo needs graphql-core, which is not installed: "
+        "pip install graphql-core (in a checkout of dloader: pip install '.[demo]')"
+    )
+    # Run as a command (`python -m dloader.demo`, or the `dloader-demo` script, which imports
+    # this module from its own __main__), a missing extra deserves one line, not a traceback.
+    if __name__ == "__main__" or (sys.argv and os.path.basename(sys.argv[0]).startswith("dloader-demo")):
         sys.exit(_MESSAGE)
     raise ImportError(_MESSAGE) from _error
 
-from . import IMPLEMENTATION, DataLoader, __version__
+from . import DataLoader, __version__
 
 __all__ = ("QUERY", "DemoResult", "main", "run_demo")
 
@@ -253,11 +263,18 @@ def run_demo(latency_ms: float = 0.2) -> DemoResult:
     return asyncio.run(_run_both(latency_ms))
 
 
+def implementation_name(loader_class: type | None = None) -> str:
+    """Which DataLoader runs: "compiled" (the Cython extension) or "python" (the pure twin)."""
+    loader_class = DataLoader if loader_class is None else loader_class
+    return "compiled" if loader_class.__module__ == "dloader._loader_c" else "python"
+
+
 def report(result: DemoResult, out: Any = None) -> None:
     out = out if out is not None else sys.stdout
+    package = os.path.dirname(os.path.abspath(__file__))
+    print(f"dloader {__version__}, implementation: {implementation_name()} (from {package})", file=out)
     print(
-        f"dloader {__version__} ({IMPLEMENTATION}) demo, graphql-core {graphql.__version__}: "
-        "a nested query over an in-memory SQLite library,",
+        f"demo with graphql-core {graphql.__version__}: a nested query over an in-memory SQLite library,",
         file=out,
     )
     print(f"one connection, {result.latency_ms:g} ms simulated round trip per SQL statement.", file=out)
@@ -274,7 +291,7 @@ def report(result: DemoResult, out: Any = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dloader.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dloader-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--latency-ms", type=float, default=0.2, help="simulated round trip per SQL statement (default 0.2)"
     )

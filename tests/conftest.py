@@ -6,6 +6,11 @@ wheel that lost its extension makes those tests *error*, never pass silently.
 ``--no-extensions`` (or ``DLOADER_NO_EXTENSIONS=1``) deselects it for pure-only
 installs. Async tests run on the default asyncio loop and on uvloop through
 pytest-asyncio's ``pytest_asyncio_loop_factories`` hook (ids ``asyncio``/``uvloop``).
+
+The suite tests the *installed* package: ``pytest`` (or ``python -P -m pytest``)
+from the checkout keeps the source tree off ``sys.path``. ``python -m pytest``
+puts it first; when that source tree has no compiled module while the installed
+dloader has one, the run stops at once with one line saying what to run instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +32,6 @@ try:
     import uvloop
 except ImportError:  # Windows, PyPy: the uvloop parameter is skipped
     uvloop = None
-
-_TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,10 +44,60 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The selector's ShadowedExtensionWarning, when this run deliberately tests a shadowing source tree.
+SHADOWED_NOTE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _import_dloader_or_stop(config)
+    # Shadowing was decided on above, once. Tests that re-import dloader (test_selection) run
+    # the selector again; its warning must not turn into an error there (filterwarnings = error).
+    config.addinivalue_line("filterwarnings", "ignore:dloader was imported from:RuntimeWarning")
+
+
+def _import_dloader_or_stop(config: pytest.Config) -> None:
+    """Import dloader before any test does; stop the run with one line when that cannot go well.
+
+    An invalid switch (``DLOADER_NO_EXTENSIONS=2``) or a source tree without the
+    compiled module shadowing an installed compiled dloader (``python -m pytest``
+    from the checkout) would otherwise surface as hundreds of errors. With
+    ``--no-extensions`` a shadowing source tree is what the run asked to test: it
+    goes on, and the header says so.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            import dloader._switches
+        except ValueError as error:
+            if str(error).startswith("environment variable DLOADER_"):
+                raise pytest.UsageError(str(error)) from None
+            raise
+    for warning in caught:
+        if warning.category.__name__ == "ShadowedExtensionWarning":
+            if config.getoption("--no-extensions"):
+                SHADOWED_NOTE.append(str(warning.message))
+                continue
+            raise pytest.UsageError(
+                f"{os.path.dirname(dloader.__file__)} (a source tree without the compiled module) shadows the "
+                "installed dloader: run `pytest` or `python -P -m pytest`, not `python -m pytest`"
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for name in dloader._switches.SWITCHES:  # the build switches too: a typo is an error everywhere
+        try:
+            dloader._switches.env_flag(name)
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
+
+
+def no_extensions_switch() -> bool:
+    """DLOADER_NO_EXTENSIONS, read by the package's own parser."""
+    from dloader._switches import env_flag
+
+    return env_flag("DLOADER_NO_EXTENSIONS")
+
+
 def extensions_disabled(config: pytest.Config) -> bool:
-    if config.getoption("--no-extensions"):
-        return True
-    return os.environ.get("DLOADER_NO_EXTENSIONS", "").strip().lower() in _TRUE_VALUES
+    return bool(config.getoption("--no-extensions")) or no_extensions_switch()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -55,6 +111,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"EXTENSION_IMPORT_ERROR={dloader._loader.EXTENSION_IMPORT_ERROR!r}",
         f"compiled tests: {'deselected (--no-extensions)' if extensions_disabled(config) else 'enabled'}; "
         f"uvloop: {'available' if uvloop is not None else 'not installed'}",
+        *(f"note: {note}" for note in SHADOWED_NOTE),
     ]
     return lines
 
@@ -113,6 +170,24 @@ def compiled_cls(request: pytest.FixtureRequest) -> type:
 @pytest.fixture
 def python_cls() -> type:
     return _import_python()
+
+
+def copy_source_tree_without_extension(root: Path) -> Path:
+    """Copy the dloader under test into ``root/dloader`` without its compiled module, as a fresh clone has it."""
+    import dloader
+
+    package = root / "dloader"
+    package.mkdir(parents=True)
+    for source in Path(dloader.__file__).parent.iterdir():
+        if source.suffix in {".py", ".pyx", ".pxd", ".typed"}:
+            shutil.copy2(source, package / source.name)
+    return root
+
+
+@pytest.fixture
+def source_tree_without_extension(tmp_path: Path) -> Path:
+    """A checkout-like directory whose ``dloader/`` has no compiled module."""
+    return copy_source_tree_without_extension(tmp_path / "checkout")
 
 
 # ---------------------------------------------------------------- event loops

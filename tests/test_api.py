@@ -1,4 +1,7 @@
-"""SPEC §1: the public surface, constructor validation, attributes, generics and repr."""
+"""The public surface, constructor validation, attributes, generics and repr.
+
+The contract: README, API.
+"""
 
 from __future__ import annotations
 

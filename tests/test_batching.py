@@ -1,4 +1,7 @@
-"""SPEC §3: batching, key order, adaptive dispatch and max_batch_size."""
+"""Batching, key order, adaptive dispatch and max_batch_size.
+
+The contract: README, Semantics: Batching.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""SPEC §4: caching, de-duplication, cache_key_fn, prime/clear and detaching fetches in flight."""
+"""Caching, de-duplication, cache_key_fn, prime/clear and detaching fetches in flight.
+
+The contract: README, Semantics: Caching.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``python -m dloader.demo``: runs in-process, batches, gives equal results, explains a missing extra."""
+"""The demo (``dloader-demo``, ``python -m dloader.demo``): batches, gives equal results, names the
+implementation that ran and explains a missing extra in one line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -76,12 +78,66 @@ def test_running_without_graphql_core_says_what_to_install(tmp_path: Path) -> No
         [sys.executable, "-c", code], cwd=tmp_path, env=_subprocess_env(), capture_output=True, text=True
     )
     assert run.returncode == 1
-    assert "pip install 'dloader[demo]'" in run.stderr
+    assert "pip install graphql-core" in run.stderr
     assert "Traceback" not in run.stderr
 
 
 def test_importing_without_graphql_core_raises_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "graphql", None)  # type: ignore[arg-type]
     monkeypatch.delitem(sys.modules, "dloader.demo")
-    with pytest.raises(ImportError, match=re.escape("pip install 'dloader[demo]'")):
+    with pytest.raises(ImportError, match=re.escape("pip install graphql-core")):
         importlib.import_module("dloader.demo")
+
+
+# ---------------------------------------------------------------- the commands a user runs
+
+
+def _console_script() -> Path:
+    scripts = Path(sysconfig.get_path("scripts"))
+    for name in ("dloader-demo", "dloader-demo.exe"):
+        if (scripts / name).is_file():
+            return scripts / name
+    pytest.skip(f"the dloader-demo command is not installed in {scripts} (tests run on a source tree?)")
+
+
+def _expected_implementation() -> str:
+    return "compiled" if dloader.IMPLEMENTATION == "cython" else "python"
+
+
+def test_console_script_runs_and_names_the_implementation(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [str(_console_script()), "--latency-ms", "0"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    first_line = run.stdout.splitlines()[0]
+    assert first_line.startswith(f"dloader {dloader.__version__}, implementation: {_expected_implementation()} (")
+    assert "results equal: yes" in run.stdout
+    if os.environ.get("DLOADER_REQUIRE_EXTENSIONS", "").strip() == "1":
+        assert "implementation: compiled" in first_line
+
+
+def test_console_script_without_graphql_core_says_what_to_install(tmp_path: Path) -> None:
+    # A graphql module that cannot be imported, first on the path: as if the extra were missing.
+    (tmp_path / "graphql.py").write_text("raise ImportError('graphql-core is hidden by this test')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    run = subprocess.run([str(_console_script())], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "dloader.demo needs graphql-core, which is not installed: "
+        "pip install graphql-core (in a checkout of dloader: pip install '.[demo]')"
+    ]
+
+
+def test_python_m_dloader_demo_still_runs(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-P", "-m", "dloader.demo", "--latency-ms", "0"],
+        cwd=tmp_path,
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"implementation: {_expected_implementation()} (from {Path(dloader.__file__).parent})" in run.stdout
+    assert "results equal: yes" in run.stdout

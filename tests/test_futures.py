@@ -1,4 +1,7 @@
-"""SPEC §5: one future per caller, cancellation isolation, and load_many."""
+"""One future per caller, cancellation isolation, and load_many.
+
+The contract: README, Semantics: Futures and cancellation.
+"""
 
 from __future__ import annotations
 

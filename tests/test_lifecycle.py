@@ -1,4 +1,7 @@
-"""SPEC §6: loop binding, rebinding, shutdown, async with, repr and task names."""
+"""Loop binding, rebinding, shutdown, async with, repr and task names.
+
+The contract: README, Semantics: Event loops and lifecycle.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""SPEC §2: what load_fn receives, what it may return, and what happens when it misbehaves."""
+"""What load_fn receives, what it may return, and what happens when it misbehaves.
+
+The contract: README, Semantics: The load function.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which DataLoader class ``import dloader`` picks (SPEC §1), re-imported under a patched environment.
+"""Which DataLoader class ``import dloader`` picks (README: API), re-imported under a patched environment.
 
 The compiled extension module itself is never evicted from ``sys.modules``:
 a Cython module with multi-phase init cannot be initialised twice per process.
@@ -7,14 +7,17 @@ a Cython module with multi-phase init cannot be initialised twice per process.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dloader._common import env_flag
+from dloader._switches import env_flag
 
 EXTENSION = "dloader._loader_c"
 
@@ -131,3 +134,79 @@ def test_extension_was_built_when_required() -> None:
     assert dloader._loader.EXTENSION_IMPORT_ERROR is None, dloader._loader.EXTENSION_IMPORT_ERROR
     assert dloader.IMPLEMENTATION == "cython"
     assert dloader.DataLoader is importlib.import_module(EXTENSION).DataLoader
+
+
+# ---------------------------------------------------------------- a source tree shadowing the installed package
+
+
+def _import_in_subprocess(path: list[Path], cwd: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path)), **environ}
+    if "DLOADER_NO_EXTENSIONS" not in environ:
+        env.pop("DLOADER_NO_EXTENSIONS", None)
+    code = "import dloader, dloader._loader_py, dloader._loader; print(dloader.IMPLEMENTATION, dloader.__file__)"
+    # -S: only the given path, no .pth files (an editable install's import hook would otherwise
+    # hand the source tree the compiled module of the checkout it points to).
+    # -W always: the count the tests check is what dloader emits, not what the registry lets through.
+    return subprocess.run(
+        [sys.executable, "-P", "-S", "-W", "always", "-c", code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+needs_compiled = pytest.mark.skipif(
+    not COMPILED_IMPORTABLE or sys.implementation.name != "cpython", reason="the compiled module is not importable here"
+)
+
+
+@needs_compiled
+def test_a_source_tree_shadowing_the_compiled_package_warns_once(
+    tmp_path: Path, source_tree_without_extension: Path
+) -> None:
+    import dloader
+
+    installed = Path(dloader.__file__).parent
+    tree = source_tree_without_extension
+    run = _import_in_subprocess([tree, installed.parent], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[0] == "python"
+    assert run.stderr.count("ShadowedExtensionWarning") == 1, run.stderr
+    assert str(tree / "dloader") in run.stderr and str(installed) in run.stderr
+    assert "python -P" in run.stderr
+
+
+@needs_compiled
+def test_no_warning_without_shadowing_or_when_pure_is_asked_for(
+    tmp_path: Path, source_tree_without_extension: Path
+) -> None:
+    import dloader
+
+    installed = Path(dloader.__file__).parent
+    run = _import_in_subprocess([installed.parent], cwd=tmp_path)
+    assert (run.returncode, run.stdout.split()[0], run.stderr) == (0, "cython", "")
+
+    tree = source_tree_without_extension
+    run = _import_in_subprocess([tree, installed.parent], cwd=tmp_path, DLOADER_NO_EXTENSIONS="1")
+    assert (run.returncode, run.stdout.split()[0], run.stderr) == (0, "python", "")
+
+
+def test_no_warning_when_no_compiled_copy_exists_anywhere(tmp_path: Path, source_tree_without_extension: Path) -> None:
+    # The source tree alone (a checkout, nothing installed): pure, silently.
+    tree = source_tree_without_extension
+    env = {key: value for key, value in os.environ.items() if key != "DLOADER_NO_EXTENSIONS"}
+    code = "import dloader; print(dloader.IMPLEMENTATION, dloader.__file__)"
+    # -S -I: no site-packages, so no installed dloader to shadow.
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-W", "always", "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); {code}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["python", str(tree / "dloader" / "__init__.py")]
+    assert run.stderr == ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -255,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ex_by_name = {e.name: e for e in executors}
             q_by_name = {q.name: q for q in queries}
             for cell in loop_cells:
-                if cell.key.impl.startswith("dloader-") and cell.key.impl[8:] in {"cython", "python"}:
+                if cell.key.impl.startswith("dloader-") and cell.key.impl[8:] in {"compiled", "python"}:
                     if not cell.at_minimum and not cell.error:
                         k = cell.key
                         text = await diagnose_cell(
@@ -305,12 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for loop_name in loops:
                 ours, theirs = lone.get((impl.name, loop_name)), lone.get((peer, loop_name))
                 # uvloop runs a 0-delay timer as call_soon and hides its ready queue, so the
-                # dispatch takes one documented extra hop there (README, "Batching").
+                # dispatch takes one documented extra hop there (README, Semantics: Batching).
                 allowed = 1 if loop_name == "uvloop" else 0
                 if ours and theirs and max(ours.to_resume) > max(theirs.to_resume) + allowed:
                     failures.append(f"{impl.name} lone load slower than {peer} on {loop_name}")
-    if args.check and os.environ.get("DLOADER_REQUIRE_EXTENSIONS", "").strip().lower() in {"1", "true", "yes", "on"}:
-        if not any(impl.name == "dloader-cython" for impl in impls):
+    from dloader._switches import env_flag  # after select_dloader chose which dloader to import
+
+    if args.check and env_flag("DLOADER_REQUIRE_EXTENSIONS"):
+        if not any(impl.name == "dloader-compiled" for impl in impls):
             failures.append("DLOADER_REQUIRE_EXTENSIONS is set but the compiled twin was not measured")
     for failure in failures:
         print(f"FAIL: {failure}", file=out)

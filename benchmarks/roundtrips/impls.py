@@ -4,7 +4,7 @@ Every implementation is used through ``load(key)`` and ``load_many(keys)`` (both
 awaitable in all four), with a batch function that returns a list in key order; the
 adapter is just the constructor call.
 
-* ``dloader`` (this repository): both twins when importable, ``dloader-cython`` and
+* ``dloader`` (this repository): both twins when importable, ``dloader-compiled`` and
   ``dloader-python``; falls back to ``dloader.DataLoader``.
 * ``dloader-0.1.1``: the published release. Its wheel is fetched once with
   ``pip download --no-deps dloader==0.1.1`` into a cache directory, and its single
@@ -55,14 +55,15 @@ def _ours() -> list[Impl]:
     import dloader
 
     impls: list[Impl] = []
-    for module_name, label in (("dloader._loader_c", "cython"), ("dloader._loader_py", "python")):
+    for module_name, label in (("dloader._loader_c", "compiled"), ("dloader._loader_py", "python")):
         try:
             cls = importlib.import_module(module_name).DataLoader
         except ImportError:
             continue
         impls.append(Impl(f"dloader-{label}", dloader.__version__, _ours_factory(cls)))
     if not impls:
-        impls.append(Impl(f"dloader-{dloader.IMPLEMENTATION}", dloader.__version__, _ours_factory(dloader.DataLoader)))
+        label = "compiled" if dloader.IMPLEMENTATION == "cython" else "python"
+        impls.append(Impl(f"dloader-{label}", dloader.__version__, _ours_factory(dloader.DataLoader)))
     return impls
 
 
