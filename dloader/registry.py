@@ -189,6 +189,8 @@ class LoaderRegistry:
         errors: list[Exception] = []
         cancelled: BaseException | None = None
         finished: set[int] = set()
+        task = asyncio.current_task()
+        cancel_requests = task.cancelling() if task is not None else 0
         while True:
             # Loaders created while others shut down (a load_fn calling get()) are shut down too.
             pending = [loader for loader in self._loaders.values() if id(loader) not in finished]
@@ -206,6 +208,10 @@ class LoaderRegistry:
                     continue
                 if group is not None:
                     errors.append(group)
+        if cancelled is None and task is not None and task.cancelling() > cancel_requests:
+            # A loader's shutdown() absorbed the CancelledError meant for this task (it awaits
+            # its batch tasks and ignores their cancellation): the request still stands.
+            cancelled = asyncio.CancelledError()
         if cancelled is not None:
             raise cancelled
         if not errors:
