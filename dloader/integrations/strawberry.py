@@ -18,11 +18,11 @@ from . import log_shutdown_errors
 
 __all__ = ("LoaderExtension",)
 
-# Registries this extension created, with how many running operations use each: operations
-# that share one context (a batched HTTP request) share its registry, and the last one out
-# shuts it down. A registry found in the context that is not here belongs to whoever put it
-# there (a FastAPI dependency, the application), and is left alone.
+# How many running operations use each registry: operations that share one context (a
+# batched HTTP request) share its registry, and the last one to end shuts it down.
 _operations_using: weakref.WeakKeyDictionary[LoaderRegistry, int] = weakref.WeakKeyDictionary()
+# The registries this extension put into a context, and takes out again at the end.
+_attached_here: weakref.WeakSet[LoaderRegistry] = weakref.WeakSet()
 
 
 class LoaderExtension(SchemaExtension):
@@ -31,9 +31,10 @@ class LoaderExtension(SchemaExtension):
     The registry goes into the context under ``attribute`` (default ``"loaders"``): as a key
     when the context is a dict (strawberry's default ASGI and FastAPI contexts), otherwise as
     an attribute; with no context at all, the context becomes ``{"loaders": registry}``.
-    A registry already there (from a context getter) is used as is and not shut down here.
-    Options: ``extensions=[lambda: LoaderExtension(create_loaders)]``, where
-    ``create_loaders()`` returns a configured ``LoaderRegistry``.
+    A registry already there (put by a context getter) is used instead, and shut down too
+    when the operation ends (shutting down twice is harmless). Options:
+    ``extensions=[lambda: LoaderExtension(create_loaders)]``, where ``create_loaders()``
+    returns a configured ``LoaderRegistry``.
     """
 
     def __init__(
@@ -68,12 +69,8 @@ class LoaderExtension(SchemaExtension):
                     f"LoaderExtension: registry_factory returned {type(registry).__name__}, not a LoaderRegistry"
                 )
             _attach(context, self.attribute, registry)
-            _operations_using[registry] = 1
-        elif registry in _operations_using:
-            _operations_using[registry] += 1
-        else:  # the context's owner created it and shuts it down
-            yield
-            return
+            _attached_here.add(registry)
+        _operations_using[registry] = _operations_using.get(registry, 0) + 1
         try:
             yield
         finally:
@@ -82,7 +79,9 @@ class LoaderExtension(SchemaExtension):
                 _operations_using[registry] = remaining
             else:
                 del _operations_using[registry]
-                _detach(context, self.attribute, registry)
+                if registry in _attached_here:
+                    _attached_here.discard(registry)
+                    _detach(context, self.attribute, registry)
                 log_shutdown_errors(registry, await registry.shutdown(), "LoaderExtension")
 
 
