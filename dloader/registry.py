@@ -216,7 +216,8 @@ class LoaderRegistry:
             raise cancelled
         if not errors:
             return None
-        return ExceptionGroup(f"LoaderRegistry: {len(errors)} of {len(self._loaders)} loaders failed to shut down", errors)
+        summary = f"LoaderRegistry: {len(errors)} of {len(self._loaders)} loaders failed to shut down"
+        return ExceptionGroup(summary, errors)
 
     def stats(self, load_fn: Callable[..., Any] | None = None) -> LoaderStatsSnapshot | None:
         """The statistics of the loaders (of ``load_fn`` only, if given) added together.

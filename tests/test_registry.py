@@ -141,7 +141,7 @@ async def test_cache_map_is_a_factory_one_map_per_loader(loader_cls: type) -> No
     assert type(drafts.cache_map) is OrderedDict and drafts.cache_map is not published.cache_map
     await asyncio.gather(drafts.load(1), published.load(1))
     assert dict(drafts.cache_map) == {1: "draft:1"} and dict(published.cache_map) == {1: "published:1"}
-    with pytest.raises(TypeError, match="cache_map must be a factory .* not a dict instance"):
+    with pytest.raises(TypeError, match=r"cache_map must be a factory .* not a dict instance"):
         LoaderRegistry(cache_map={})
     with pytest.raises(TypeError, match="cache_map must be a factory"):
         LoaderRegistry(options={posts: {"cache_map": OrderedDict()}})
@@ -474,10 +474,9 @@ async def test_split_batches_on_one_async_session_fail_without_a_cap(loader_cls:
     """Why max_concurrent_batches exists: the same load as below, uncapped, breaks the session."""
     sessions, users = user_database
     statements: list[list[int]] = []
-    async with sessions() as session:
-        async with LoaderRegistry(loader_cls=loader_cls, max_batch_size=10) as loaders:
-            loader = loaders.get(session_loader(session, users, statements))
-            results = await loader.load_many(range(1, 96), return_exceptions=True)
+    async with sessions() as session, LoaderRegistry(loader_cls=loader_cls, max_batch_size=10) as loaders:
+        loader = loaders.get(session_loader(session, users, statements))
+        results = await loader.load_many(range(1, 96), return_exceptions=True)
     failures = [result for result in results if isinstance(result, Exception)]
     assert failures and all("concurrent operations are not permitted" in str(error) for error in failures)
 
@@ -489,12 +488,12 @@ async def test_max_concurrent_batches_one_makes_a_shared_async_session_safe(
         pytest.skip("core without max_concurrent_batches")
     sessions, users = user_database
     statements: list[list[int]] = []
-    async with sessions() as session:
-        async with LoaderRegistry(loader_cls=loader_cls, max_batch_size=10, max_concurrent_batches=1) as loaders:
-            loader = loaders.get(session_loader(session, users, statements))
-            first = loader.load_many(range(1, 96))
-            second = loader.load_many(range(90, 101))  # keys arriving meanwhile still batch
-            names, more = await asyncio.gather(first, second)
+    capped = LoaderRegistry(loader_cls=loader_cls, max_batch_size=10, max_concurrent_batches=1)
+    async with sessions() as session, capped as loaders:
+        loader = loaders.get(session_loader(session, users, statements))
+        first = loader.load_many(range(1, 96))
+        second = loader.load_many(range(90, 101))  # 90-95 join the first call, 96-100 extend the batch
+        names, more = await asyncio.gather(first, second)
     assert names == [f"user {i}" for i in range(1, 96)]
     assert more == [f"user {i}" for i in range(90, 101)]
     assert sorted(key for batch in statements for key in batch) == list(range(1, 101))
