@@ -25,9 +25,11 @@ TOOLS_REQUIREMENTS=(
   "check-jsonschema==0.39.0"
   "cibuildwheel==4.3.3"
   "cython-lint==0.22.0"
+  "fastapi==0.165.0"  # typed optional dependency of dloader.integrations.fastapi, for mypy
   "graphql-core==3.3.2"  # typed optional dependency of dloader.demo, so mypy sees its types
   "mypy==2.4.1"
   "ruff==0.17.6"
+  "strawberry-graphql==0.341.2"  # typed optional dependency of dloader.integrations.strawberry, for mypy
   "twine==7.0.0"
   "validate-pyproject[all]==0.27"
   "zizmor==1.32.0"

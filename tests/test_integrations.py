@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import importlib.util
 import sys
+import weakref
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -129,6 +131,48 @@ async def test_graphql_core_one_batch_per_loader_per_level(graphql_core_app: Mod
         assert [type(loader) for loader in registry] == [graphql_core_app.LoaderRegistry.keywords["loader_cls"]] * 2
 
 
+# ---------------------------------------------------------------- ariadne
+
+
+@pytest.fixture
+def ariadne_app(loader_cls: type, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    pytest.importorskip("ariadne")
+    pytest.importorskip("httpx")
+    module = load_example("ariadne_app", monkeypatch)
+    monkeypatch.setattr(module, "BATCHES", [])
+    registries: list[weakref.ref[LoaderRegistry]] = []
+
+    def tracked_registry() -> LoaderRegistry:
+        registry = LoaderRegistry(loader_cls=loader_cls)
+        registries.append(weakref.ref(registry))
+        return registry
+
+    monkeypatch.setattr(module, "LoaderRegistry", tracked_registry)
+    module.registries = registries  # type: ignore[attr-defined]
+    return module
+
+
+async def test_ariadne_twenty_concurrent_requests_each_with_its_registry(
+    ariadne_app: ModuleType, loader_cls: type
+) -> None:
+    results = await ariadne_app.post_queries(20)
+    assert all(result == results[0] and "errors" not in result for result in results)
+    assert results[0]["data"]["books"][0] == {
+        "title": "A Wizard of Earthsea",
+        "author": {
+            "name": "Ursula K. Le Guin",
+            "books": [{"title": "A Wizard of Earthsea"}, {"title": "The Dispossessed"}],
+        },
+    }
+    # One batch per loader per level per request: nothing shared between requests.
+    assert per_loader(ariadne_app.BATCHES) == {"authors": 20, "books_by_author": 20}
+    assert all(keys == [1, 2, 3] for _, keys in ariadne_app.BATCHES)
+    assert len(ariadne_app.registries) == 20
+    gc.collect()
+    assert [reference for reference in ariadne_app.registries if reference() is not None] == []
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("dloader:")]
+
+
 # ---------------------------------------------------------------- aiosqlite
 
 
@@ -168,17 +212,25 @@ async def test_aiosqlite_loader_mapping_result(aiosqlite_loader: ModuleType) -> 
 
 
 @pytest.mark.parametrize(
-    ("name", "requirement", "expected"),
+    ("name", "requirements", "expected"),
     [
-        ("strawberry_app", "strawberry", "2 batched loads"),
-        ("graphql_core_app", "graphql", "4 batched loads"),
-        ("aiosqlite_loader", "aiosqlite", "3 SQL statements in all"),
+        ("strawberry_app", ["strawberry"], "2 batched loads"),
+        ("graphql_core_app", ["graphql"], "4 batched loads"),
+        ("aiosqlite_loader", ["aiosqlite"], "3 SQL statements in all"),
+        ("ariadne_app", ["ariadne", "httpx"], "4 batched loads for 2 requests"),
     ],
 )
 def test_main(
-    name: str, requirement: str, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    name: str,
+    requirements: list[str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    pytest.importorskip(requirement)
+    for requirement in requirements:
+        pytest.importorskip(requirement)
     module = load_example(name, monkeypatch)
+    if hasattr(module, "BATCHES"):
+        monkeypatch.setattr(module, "BATCHES", [])
     module.main()
     assert expected in capsys.readouterr().out

@@ -373,9 +373,9 @@ def uvicorn_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
 async def test_twenty_concurrent_requests_through_uvicorn(
     database: Backend, uvicorn_errors: Callable[[], list[str]]
 ) -> None:
-    async with uvicorn_server(fastapi_app()) as (_, port):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            results = await post_queries(client, "/graphql")
+    server = uvicorn_server(fastapi_app())
+    async with server as (_, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        results = await post_queries(client, "/graphql")
     check_served(database, results)
     check_registries_gone(database, CONCURRENT_REQUESTS)
     assert uvicorn_errors() == []
@@ -420,9 +420,9 @@ async def test_a_client_disconnect_cancels_the_requests_batches(
 
 
 async def test_a_request_that_completes_is_not_cancelled(database: Backend) -> None:
-    async with uvicorn_server(fastapi_app()) as (_, port):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            response = await client.get("/authors/1/titles", params={"status": "draft"})
+    server = uvicorn_server(fastapi_app())
+    async with server as (_, port), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        response = await client.get("/authors/1/titles", params={"status": "draft"})
     assert response.status_code == 200 and response.json() == ["post 24"]
     assert response.status_code != CLIENT_CLOSED_REQUEST
     check_registries_gone(database, 1)
