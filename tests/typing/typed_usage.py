@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dloader import IMPLEMENTATION, DataLoader, LoadFunction, LoaderRegistry
+from dloader import IMPLEMENTATION, DataLoader, LoaderRegistry, LoadFunction
 
 
 @dataclass(frozen=True)
