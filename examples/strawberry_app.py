@@ -87,7 +87,7 @@ async def load_books_by_author(author_ids: list[int]) -> list[list[Book]]:
 
 @dataclass
 class Context:
-    """Per-request state; LoaderExtension sets ``loaders`` for each operation."""
+    """Per-request state: its registry, which LoaderExtension shuts down when the operation ends."""
 
     loaders: LoaderRegistry = field(default_factory=LoaderRegistry)
 

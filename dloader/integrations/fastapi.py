@@ -36,8 +36,10 @@ def loader_registry_dependency(
     """A FastAPI dependency yielding ``registry_factory()`` per request, shut down when the request ends.
 
     With ``cancel_on_disconnect`` (HTTP requests only), a client disconnect shuts the
-    registry down at once: running batches are cancelled and pending loads fail with
-    CancelledError; if that ends the handler, the request ends quietly with status 499.
+    registry down at once: running and queued batches are cancelled and the loads waiting
+    for them raise CancelledError, which ends a GraphQL execution or an endpoint awaiting
+    them; the request then ends quietly with status 499 (to nobody). Loads the handler
+    starts after that run as usual: the registry, like its loaders, stays usable.
     To watch for the disconnect, the dependency reads the request body first (it is
     cached on the request, so the handler still reads it as usual).
     """

@@ -51,9 +51,10 @@ class LoaderExtension(SchemaExtension):
             )
         if not isinstance(attribute, str) or not attribute.isidentifier():
             raise TypeError(f"LoaderExtension: attribute must be an identifier string, got {attribute!r}")
+        super().__init__(execution_context=execution_context)
         self.registry_factory = registry_factory
         self.attribute = attribute
-        if execution_context is not None:
+        if execution_context is not None:  # strawberry sets it per operation; older signatures pass it here
             self.execution_context = execution_context
 
     async def on_operation(self) -> AsyncIterator[None]:
