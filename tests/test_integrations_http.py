@@ -14,7 +14,7 @@ import logging
 import socket
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -164,8 +164,33 @@ class Post:
         return await loaders_of(info).get(load_authors).load(self.author_id)
 
 
+class Stuck:
+    """A load function that never returns and records its cancellation (for the disconnect tests)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+    async def __call__(self, keys: list[int]) -> list[int]:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()  # a statement that never returns
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return keys
+
+
+STUCK: Stuck | None = None
+
+
 @strawberry.type
 class Query:
+    @strawberry.field
+    async def stuck(self, info: strawberry.Info) -> int:
+        assert STUCK is not None
+        return await loaders_of(info).get(STUCK).load(1)
+
     @strawberry.field
     async def posts(self, first: int) -> list[Post]:
         rows = await backend().query("root", "SELECT id, author_id, title FROM posts ORDER BY id LIMIT ?", [first])
@@ -381,34 +406,44 @@ async def test_twenty_concurrent_requests_through_uvicorn(
     assert uvicorn_errors() == []
 
 
+@pytest.fixture
+def stuck() -> Iterator[Stuck]:
+    global STUCK
+    STUCK = Stuck()
+    try:
+        yield STUCK
+    finally:
+        STUCK = None
+
+
+def add_stuck_route(app: FastAPI) -> None:
+    @app.get("/stuck")
+    async def stuck_endpoint(loaders: Loaders) -> int:
+        assert STUCK is not None
+        return await loaders.get(STUCK).load(1)
+
+
+STUCK_GRAPHQL_BODY = b'{"query": "{ stuck }"}'
+DISCONNECTING_REQUESTS = {
+    "endpoint": b"GET /stuck HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "graphql-router": b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    + f"content-length: {len(STUCK_GRAPHQL_BODY)}\r\n\r\n".encode()
+    + STUCK_GRAPHQL_BODY,
+}
+
+
+@pytest.mark.parametrize("path", list(DISCONNECTING_REQUESTS))
 async def test_a_client_disconnect_cancels_the_requests_batches(
-    database: Backend, uvicorn_errors: Callable[[], list[str]]
+    database: Backend, stuck: Stuck, uvicorn_errors: Callable[[], list[str]], path: str
 ) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    async def load_forever(keys: list[int]) -> list[int]:
-        started.set()
-        try:
-            await asyncio.Event().wait()  # a statement that never returns
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return keys
-
-    def add_stuck_route(app: FastAPI) -> None:
-        @app.get("/stuck")
-        async def stuck(loaders: Loaders) -> int:
-            return await loaders.get(load_forever).load(1)
-
     async with uvicorn_server(fastapi_app(add_stuck_route)) as (server, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /stuck HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request: gone\r\n\r\n")
+        writer.write(DISCONNECTING_REQUESTS[path])
         await writer.drain()
-        await asyncio.wait_for(started.wait(), 30)  # hang guards only: no timing is asserted
+        await asyncio.wait_for(stuck.started.wait(), 30)  # hang guards only: no timing is asserted
         writer.close()  # the client leaves in the middle of the request
         await writer.wait_closed()
-        await asyncio.wait_for(cancelled.wait(), 30)
+        await asyncio.wait_for(stuck.cancelled.wait(), 30)
         for _ in range(1000):  # let uvicorn finish the request's task
             if not server.server_state.tasks:
                 break
@@ -417,6 +452,19 @@ async def test_a_client_disconnect_cancels_the_requests_batches(
         assert await reader.read() == b""  # no response for a client that left
     check_registries_gone(database, 1)
     assert uvicorn_errors() == []
+
+
+async def test_operations_sharing_a_context_share_its_registry(database: Backend) -> None:
+    context: dict[str, Any] = {}
+    first, second = await asyncio.gather(
+        schema.execute("{ posts(first: 3) { author { name } } }", context_value=context),
+        schema.execute('{ posts(first: 2) { author { posts(status: "draft") { title } } } }', context_value=context),
+    )
+    assert first.errors is None and second.errors is None
+    assert first.data is not None and len(first.data["posts"]) == 3
+    assert context == {}  # taken out after the last operation
+    # One registry for both (a batched request), shut down once, when the second one ended.
+    check_registries_gone(database, 1)
 
 
 async def test_a_request_that_completes_is_not_cancelled(database: Backend) -> None:
