@@ -348,8 +348,37 @@ async def test_strawberry_extension_refuses_a_context_it_cannot_extend(database:
     result = await schema.execute("{ posts(first: 1) { title } }", context_value=Frozen())
     assert result.errors is not None
     assert "cannot set 'loaders' on the context (Frozen" in result.errors[0].message
+    result = await schema.execute("{ posts(first: 1) { title } }", context_value={"loaders": "mine"})
+    assert result.errors is not None
+    assert "the context already holds 'loaders' = str object, not a LoaderRegistry" in result.errors[0].message
     with pytest.raises(TypeError, match="registry_factory must be callable"):
         LoaderExtension(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="attribute must be an identifier"):
+        LoaderExtension(attribute="not an identifier")
+    gc.collect()
+    assert [reference for reference in database.registries if reference() is not None] == []
+
+
+UnwatchedLoaders = Annotated[
+    LoaderRegistry, Depends(loader_registry_dependency(TrackedRegistry, cancel_on_disconnect=False), scope="function")
+]
+
+
+async def test_fastapi_dependency_without_disconnect_watching(database: Backend) -> None:
+    app = FastAPI()
+
+    @app.post("/titles")
+    async def titles(body: dict[str, int], loaders: UnwatchedLoaders) -> list[str]:
+        posts = await loaders.get(load_posts_by_author, status="published").load(body["author"])
+        return [post.title for post in posts]
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fastapi.test") as client:
+        response = await client.post("/titles", json={"author": 3})
+    assert response.status_code == 200 and response.json() == ["post 2", "post 10", "post 26", "post 34"]
+    check_registries_gone(database, 1)
+    with pytest.raises(TypeError, match="registry_factory must be callable"):
+        loader_registry_dependency(None)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- through uvicorn on loopback

@@ -64,12 +64,7 @@ class LoaderExtension(SchemaExtension):
             context = execution_context.context = {}
         registry = _attached(context, self.attribute)
         if registry is None:
-            registry = self.registry_factory()
-            if not isinstance(registry, LoaderRegistry):
-                raise TypeError(
-                    f"LoaderExtension: registry_factory returned {type(registry).__name__}, not a LoaderRegistry"
-                )
-            _attach(context, self.attribute, registry)
+            registry = _attach_new(context, self.attribute, self.registry_factory)
             _attached_here.add(registry)
         _operations_using[registry] = _operations_using.get(registry, 0) + 1
         try:
@@ -96,18 +91,23 @@ def _attached(context: Any, attribute: str) -> LoaderRegistry | None:
     )
 
 
-def _attach(context: Any, attribute: str, registry: LoaderRegistry) -> None:
+def _attach_new(context: Any, attribute: str, registry_factory: Callable[[], LoaderRegistry]) -> LoaderRegistry:
+    registry = registry_factory()
+    if not isinstance(registry, LoaderRegistry):
+        raise TypeError(f"LoaderExtension: registry_factory returned {type(registry).__name__}, not a LoaderRegistry")
     if isinstance(context, MutableMapping):
         context[attribute] = registry
-        return
+        return registry
     try:
         setattr(context, attribute, registry)
     except AttributeError as error:  # __slots__ without it, a frozen dataclass, a read-only property
+        del registry  # the error's traceback keeps this frame: it must not keep the registry too
         raise TypeError(
             f"LoaderExtension cannot set {attribute!r} on the context ({type(context).__name__}: {error}); "
             f"give the context class a writable {attribute!r} attribute (e.g. a dataclass field "
             f"'{attribute}: LoaderRegistry | None = None'), or use a dict context"
         ) from None
+    return registry
 
 
 def _detach(context: Any, attribute: str, registry: LoaderRegistry) -> None:
