@@ -29,12 +29,14 @@ TOOLS_REQUIREMENTS=(
   "check-jsonschema==0.39.0"
   "cibuildwheel==4.3.3"
   "cython-lint==0.22.0"
+  "fastapi==0.165.0"  # typed optional dependency of dloader.integrations.fastapi, for mypy
   "graphql-core==3.3.2"  # typed optional dependency of dloader.demo, so mypy sees its types
   "mypy==2.4.1"
   "redis==8.1.0"  # typed optional dependency of dloader.redis, so mypy sees its types
   "opentelemetry-api==1.45.2"  # typed dependencies of dloader.opentelemetry (extra otel), so mypy sees
   "opentelemetry-instrumentation==0.66b2"  # BaseInstrumentor and the trace/metrics APIs
   "ruff==0.17.6"
+  "strawberry-graphql==0.341.2"  # typed optional dependency of dloader.integrations.strawberry, for mypy
   "twine==7.0.0"
   "validate-pyproject[all]==0.27"
   "zizmor==1.32.0"

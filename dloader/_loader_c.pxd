@@ -22,6 +22,7 @@ cdef class _Batch:
     cdef list cache_keys
     cdef list entries
     cdef object tokens
+    cdef object context
     cdef object task
     cdef bint guarded
     cdef bint finished
@@ -82,6 +83,7 @@ cdef class DataLoader:
     cdef Py_ssize_t _batch_counter
     cdef Py_ssize_t _dispatch_seen
     cdef Py_ssize_t _dispatch_waits
+    cdef object _dispatch_context
     cdef set _cache_tasks
     cdef Py_ssize_t _closing
     cdef list _shutdown_errors

@@ -24,6 +24,7 @@ cdef extern from "Python.h":
 import asyncio
 import weakref
 from collections import deque
+from contextvars import copy_context
 from types import CoroutineType, GenericAlias
 
 from . import _common
@@ -47,6 +48,7 @@ cdef object _MISSING = object()
 cdef object _MISS = MISS
 cdef bint _NATIVE_EAGER_START = NATIVE_EAGER_START
 cdef object _Deque = deque
+cdef object _copy_context = copy_context
 
 
 @cython.final
@@ -123,14 +125,14 @@ cdef inline _cancel(object waiter):
         waiter.cancel()
 
 
-cdef tuple _start_task(object loop, object coroutine, str name, object on_done):
+cdef tuple _start_task(object loop, object coroutine, str name, object context, object on_done):
     """Start one of the loader's tasks so that it can never end before its first step unseen.
 
     See ``_loader_py._start_task``.
     """
     if _NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
-        return _Task(coroutine, loop=loop, name=name, eager_start=True), False
-    task = loop.create_task(coroutine, name=name)
+        return _Task(coroutine, loop=loop, name=name, context=context, eager_start=True), False
+    task = loop.create_task(coroutine, name=name, context=context)
     task.add_done_callback(on_done)
     return task, True
 
@@ -164,6 +166,8 @@ cdef _Batch _new_batch(DataLoader loader, list keys, list cache_keys, list entri
     batch.cache_keys = cache_keys
     batch.entries = entries
     batch.tokens = tokens
+    # The context of the call that queued the loader's first key: load_fn runs in it.
+    batch.context = loader._dispatch_context
     batch.task = None
     batch.guarded = False  # a done callback on the task guards the window before its first step
     batch.finished = False
@@ -197,6 +201,8 @@ cdef class _Dispatcher:
     cdef add(self, DataLoader loader):
         """``loader`` queued its first key; schedule a dispatch if none is."""
         loader._dispatch_seen = 1
+        # Batches start in the context of this first call (a task created at once would too).
+        loader._dispatch_context = _copy_context()
         # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
         loader._dispatch_waits = 0 if self.handle is None else -1
         self.pending.append(loader)
@@ -433,6 +439,7 @@ cdef class DataLoader:
         # many extra iterations it has waited since its first key.
         self._dispatch_seen = 0
         self._dispatch_waits = 0
+        self._dispatch_context = None
         self._cache_tasks = set()
         self._closing = 0
         self._shutdown_errors = []
@@ -970,6 +977,7 @@ cdef class DataLoader:
             self._tokens = []
         count = len(cache_keys)
         if not count:
+            self._dispatch_context = None
             return
         in_flight = self._in_flight
         for start in range(count):  # no (key, entry) tuples, unlike dict.update(zip(...))
@@ -979,13 +987,14 @@ cdef class DataLoader:
             self._add_batch(
                 out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens)
             )
-            return
-        for start in range(0, count, size):
-            stop = start + size
-            part = cache_keys[start:stop]
-            self._add_batch(
-                out, _new_batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
-            )
+        else:
+            for start in range(0, count, size):
+                stop = start + size
+                part = cache_keys[start:stop]
+                self._add_batch(
+                    out, _new_batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
+                )
+        self._dispatch_context = None
 
     cdef _add_batch(self, list out, _Batch batch):
         self._batches.add(batch)
@@ -1024,7 +1033,7 @@ cdef class DataLoader:
         name = _common.task_name(self._name, self._batch_counter)
         coroutine = self._run_batch(batch)
         try:
-            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.task_done)
+            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.context, batch.task_done)
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
@@ -1222,6 +1231,9 @@ cdef class DataLoader:
     cdef _batch_ended(self, _Batch batch):
         batch.finished = True
         self._batches.discard(batch)
+        # Callbacks still queued for the batch (a watched waiter's, a task's) keep it alive
+        # for an iteration or so: they must not keep the loader alive too.
+        batch.loader = None
         if batch.watched:
             watched = self._watched
             for entry in batch.entries:

@@ -11,6 +11,8 @@ from asyncio import AbstractEventLoop, CancelledError, Future, InvalidStateError
 from asyncio import current_task as _current_task
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
+from contextvars import Context
+from contextvars import copy_context as _copy_context
 from threading import get_ident as _get_ident
 from types import CoroutineType, TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
@@ -97,7 +99,7 @@ def _cancel(waiter: Any) -> None:
 
 
 def _start_task(
-    loop: AbstractEventLoop, coroutine: Any, name: str, on_done: Callable[[Task[Any]], None]
+    loop: AbstractEventLoop, coroutine: Any, name: str, context: Context | None, on_done: Callable[[Task[Any]], None]
 ) -> tuple[Task[Any], bool]:
     """Start one of the loader's tasks so that it can never end before its first step unseen.
 
@@ -105,10 +107,11 @@ def _start_task(
     the coroutine is inside its own try block before anybody can cancel the task. Otherwise
     a done callback guards the window before the first step (the owner cleans up after a
     task cancelled then); the second value says so, and the first step removes it again.
+    The task runs in ``context``: the context of the call that queued its loader's first key.
     """
     if NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
-        return Task(coroutine, loop=loop, name=name, eager_start=True), False  # type: ignore[call-arg]
-    task = loop.create_task(coroutine, name=name)
+        return Task(coroutine, loop=loop, name=name, context=context, eager_start=True), False  # type: ignore[call-arg]
+    task = loop.create_task(coroutine, name=name, context=context)
     task.add_done_callback(on_done)
     return task, True
 
@@ -117,7 +120,7 @@ class _Batch:
     """One load_fn call's keys, waiters and task; owned by its loader from dispatch to the end."""
 
     __slots__ = (
-        "loader", "keys", "cache_keys", "entries", "tokens",
+        "loader", "keys", "cache_keys", "entries", "tokens", "context",
         "task", "guarded", "finished", "live", "watched", "running",
     )  # fmt: skip
 
@@ -129,6 +132,8 @@ class _Batch:
         self.cache_keys = cache_keys
         self.entries = entries
         self.tokens = tokens
+        # The context of the call that queued the loader's first key: load_fn runs in it.
+        self.context: Context | None = loader._dispatch_context
         self.task: Task[Any] | None = None
         self.guarded = False  # a done callback on the task guards the window before its first step
         self.finished = False
@@ -175,6 +180,8 @@ class _Dispatcher:
     def add(self, loader: DataLoader[Any, Any]) -> None:
         """``loader`` queued its first key; schedule a dispatch if none is."""
         loader._dispatch_seen = 1
+        # Batches start in the context of this first call (a task created at once would too).
+        loader._dispatch_context = _copy_context()
         # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
         loader._dispatch_waits = 0 if self.handle is None else -1
         self.pending.append(loader)
@@ -372,6 +379,7 @@ class DataLoader(Generic[_K, _V]):
         "_batch_counter",
         "_dispatch_seen",
         "_dispatch_waits",
+        "_dispatch_context",
         "_cache_tasks",
         "_closing",
         "_shutdown_errors",
@@ -438,6 +446,7 @@ class DataLoader(Generic[_K, _V]):
         # many extra iterations it has waited since its first key.
         self._dispatch_seen = 0
         self._dispatch_waits = 0
+        self._dispatch_context: Context | None = None
         self._cache_tasks: set[Task[Any]] = set()
         self._closing = 0
         self._shutdown_errors: list[Exception] = []
@@ -936,18 +945,20 @@ class DataLoader(Generic[_K, _V]):
             self._tokens = []
         count = len(cache_keys)
         if not count:
+            self._dispatch_context = None
             return
         self._in_flight.update(zip(cache_keys, entries))
         size = self._batch_limit
         if count <= size:
             self._add_batch(out, _Batch(self, keys, cache_keys, entries, [token for _, token in tokens]))
-            return
-        for start in range(0, count, size):
-            stop = start + size
-            part = cache_keys[start:stop]
-            self._add_batch(
-                out, _Batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
-            )
+        else:
+            for start in range(0, count, size):
+                stop = start + size
+                part = cache_keys[start:stop]
+                self._add_batch(
+                    out, _Batch(self, keys[start:stop], part, entries[start:stop], _common.tokens_for(tokens, part))
+                )
+        self._dispatch_context = None
 
     def _add_batch(self, out: list[_Batch], batch: _Batch) -> None:
         self._batches.add(batch)
@@ -983,7 +994,13 @@ class DataLoader(Generic[_K, _V]):
         name = _common.task_name(self._name, self._batch_counter)
         coroutine = self._run_batch(batch)
         try:
-            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.task_done)  # type: ignore[arg-type]
+            batch.task, batch.guarded = _start_task(
+                self._loop,  # type: ignore[arg-type]
+                coroutine,
+                name,
+                batch.context,
+                batch.task_done,
+            )
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()
@@ -1176,6 +1193,9 @@ class DataLoader(Generic[_K, _V]):
     def _batch_ended(self, batch: _Batch) -> None:
         batch.finished = True
         self._batches.discard(batch)
+        # Callbacks still queued for the batch (a watched waiter's, a task's) keep it alive
+        # for an iteration or so: they must not keep the loader alive too.
+        batch.loader = None  # type: ignore[assignment]
         if batch.watched:
             watched = self._watched
             for entry in batch.entries:

@@ -7,8 +7,10 @@ every other caller still gets its row. Loaders take any async callable, so a bou
 method or a closure over the connection works; the same shape fits an SQLAlchemy
 ``AsyncSession`` (``select(User).where(User.id.in_(ids))``).
 
-``main()`` creates an in-memory database, then resolves ten concurrent ``load`` calls
-(with duplicates) and a ``load_many`` with a missing id in a single query each.
+``main()`` creates an in-memory database and, as a request handler would, a
+``LoaderRegistry`` for the request; ``loaders.get(repository.load_users)`` is the request's
+loader of that batch function. It resolves ten concurrent ``load`` calls (with duplicates)
+and a ``load_many`` with a missing id in a single query each.
 
 Run: ``python examples/aiosqlite_loader.py`` (needs ``aiosqlite``).
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from dloader import DataLoader
+from dloader import LoaderRegistry
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class User:
 
 
 class UserRepository:
-    """Owns the connection; ``loader()`` gives a new DataLoader (one per request)."""
+    """Owns the connection; its ``load_users`` is the batch function."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self.connection = connection
@@ -44,9 +46,10 @@ class UserRepository:
         async with self.connection.execute(sql, ids) as cursor:
             return {row[0]: User(row[0], row[1]) async for row in cursor}
 
-    def loader(self) -> DataLoader[int, User]:
-        # max_batch_size keeps each statement under SQLite's bound-parameter limit.
-        return DataLoader(self.load_users, max_batch_size=500, name="users")
+
+def create_loaders() -> LoaderRegistry:
+    """One registry per request; max_batch_size keeps statements under SQLite's parameter limit."""
+    return LoaderRegistry(max_batch_size=500)
 
 
 async def create_database(connection: aiosqlite.Connection, n_users: int = 50) -> None:
@@ -59,7 +62,8 @@ async def demo() -> UserRepository:
     async with aiosqlite.connect(":memory:") as connection:
         await create_database(connection)
         repository = UserRepository(connection)
-        async with repository.loader() as users:  # shutdown() on exit: nothing left running
+        async with create_loaders() as loaders:  # every loader shut down on exit: nothing left running
+            users = loaders.get(repository.load_users)
             # Ten concurrent loads, three of them duplicates: one statement, seven ids.
             found = await asyncio.gather(*(users.load(i) for i in (1, 2, 3, 2, 5, 8, 1, 13, 21, 3)))
             print(f"{len(found)} loads -> {len(repository.statements)} statement: {repository.statements[-1][1]}")

@@ -1,9 +1,13 @@
-"""graphql-core + dloader: per-request DataLoaders passed as ``context_value``.
+"""graphql-core + dloader: a LoaderRegistry per request, passed in ``context_value``.
 
-``handle_request()`` is what a web handler would call for each incoming query: it
-creates a fresh ``RequestContext`` (and with it fresh loaders, so no cached value
-leaks between requests or users) and runs ``graphql.graphql(schema, query,
-context_value=context)``. Resolvers reach the loaders through ``info.context``.
+``handle_request()`` is what a web handler would call for each incoming query:
+
+    async with LoaderRegistry() as loaders:
+        result = await graphql.graphql(schema, query, context_value=RequestContext(loaders))
+
+The registry gives each request fresh loaders (no cached value leaks between requests
+or users) and shuts them all down when the request ends. Resolvers ask it for the loader
+of a batch function: ``info.context.loaders.get(load_users).load(user_id)``.
 
 Resolvers can be written in any of the usual styles and still share batches:
 
@@ -25,7 +29,7 @@ from typing import Any
 
 import graphql
 
-from dloader import DataLoader
+from dloader import LoaderRegistry
 
 # ---------------------------------------------------------------- a stand-in database
 
@@ -42,23 +46,10 @@ type User { id: Int! name: String! posts: [Post!]! followers: [User!]! }
 class RequestContext:
     """Per-request state: the loaders, and a log of what they asked the database."""
 
-    def __init__(self, viewer_id: int | None = None) -> None:
+    def __init__(self, loaders: LoaderRegistry, viewer_id: int | None = None) -> None:
+        self.loaders = loaders
         self.viewer_id = viewer_id
-        self.batches: list[tuple[str, list[int]]] = []
-        self.users: DataLoader[int, dict[str, Any]] = DataLoader(self.load_users, name="users")
-        self.posts_by_author: DataLoader[int, list[dict[str, Any]]] = DataLoader(
-            self.load_posts_by_author, name="posts_by_author"
-        )
-
-    async def load_users(self, ids: list[int]) -> list[dict[str, Any] | Exception]:
-        self.batches.append(("users", ids))
-        await asyncio.sleep(0.001)  # the round trip
-        return [USERS[id_] if id_ in USERS else KeyError(id_) for id_ in ids]
-
-    async def load_posts_by_author(self, author_ids: list[int]) -> list[list[dict[str, Any]]]:
-        self.batches.append(("posts_by_author", author_ids))
-        await asyncio.sleep(0.001)
-        return [[post for post in POSTS if post["author_id"] == id_] for id_ in author_ids]
+        self.batches = BatchLog()
 
     async def can_see_followers(self, user_id: int) -> bool:
         # A permission check that awaits (a session, a policy service...) for some users only.
@@ -67,22 +58,50 @@ class RequestContext:
         return True
 
 
+# Batch functions get a per-request resource as a keyword argument -- here the request's log,
+# in an application its database session: loaders.get(load_users, log=...). The registry passes
+# keyword arguments on to the batch function and keeps one loader per distinct set of them.
+
+
+async def load_users(ids: list[int], *, log: BatchLog) -> list[dict[str, Any] | Exception]:
+    log.append(("users", ids))
+    await asyncio.sleep(0.001)  # the round trip
+    return [USERS[id_] if id_ in USERS else KeyError(id_) for id_ in ids]
+
+
+async def load_posts_by_author(author_ids: list[int], *, log: BatchLog) -> list[list[dict[str, Any]]]:
+    log.append(("posts_by_author", author_ids))
+    await asyncio.sleep(0.001)
+    return [[post for post in POSTS if post["author_id"] == id_] for id_ in author_ids]
+
+
+class BatchLog(list[tuple[str, list[int]]]):
+    """A list that hashes by identity, so it can be a loader's keyword argument."""
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
 def resolve_posts(_root: None, _info: graphql.GraphQLResolveInfo) -> list[dict[str, Any]]:
     return POSTS[:20]
 
 
 def resolve_post_author(post: dict[str, Any], info: graphql.GraphQLResolveInfo) -> Any:
-    return info.context.users.load(post["author_id"])  # sync resolver returning the future
+    return users(info).load(post["author_id"])  # sync resolver returning the future
 
 
 async def resolve_user_posts(user: dict[str, Any], info: graphql.GraphQLResolveInfo) -> list[dict[str, Any]]:
-    return await info.context.posts_by_author.load(user["id"])
+    context = info.context
+    return await context.loaders.get(load_posts_by_author, log=context.batches).load(user["id"])
 
 
 async def resolve_user_followers(user: dict[str, Any], info: graphql.GraphQLResolveInfo) -> list[dict[str, Any]]:
     if not await info.context.can_see_followers(user["id"]):
         return []
-    return await info.context.users.load_many(user["followers"])  # one future for the whole list
+    return await users(info).load_many(user["followers"])  # one future for the whole list
+
+
+def users(info: graphql.GraphQLResolveInfo) -> Any:
+    return info.context.loaders.get(load_users, log=info.context.batches)
 
 
 def build_schema() -> graphql.GraphQLSchema:
@@ -107,9 +126,10 @@ QUERY = "{ posts { title author { name posts { id } followers { name posts { id 
 async def handle_request(
     query: str, variables: dict[str, Any] | None = None
 ) -> tuple[graphql.ExecutionResult, RequestContext]:
-    """One request: fresh loaders in a fresh context, then execute."""
-    context = RequestContext()
-    result = await graphql.graphql(SCHEMA, query, variable_values=variables, context_value=context)
+    """One request: a fresh registry in a fresh context, then execute; shut down on the way out."""
+    async with LoaderRegistry() as loaders:
+        context = RequestContext(loaders)
+        result = await graphql.graphql(SCHEMA, query, variable_values=variables, context_value=context)
     return result, context
 
 

@@ -324,3 +324,35 @@ async def test_instrumentation_default_is_read_at_creation(loader_cls: type, mak
 def test_instrumentation_without_the_hooks_is_refused(loader_cls: type, make_recorder: Any) -> None:
     with pytest.raises(TypeError, match="instrumentation must have on_load"):
         loader_cls(make_recorder(), instrumentation=object())
+
+
+# ---------------------------------------------------------------- contexts
+
+
+async def test_load_fn_runs_in_the_context_of_its_loaders_first_call(loader_cls: type) -> None:
+    """README, Semantics: Batching. Loaders of different requests share one dispatch, never a context."""
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+
+    def make(label: str) -> Any:
+        async def load_fn(keys: list[int]) -> list[int]:
+            seen[label].append(current_request.get())
+            return keys
+
+        return load_fn
+
+    first, second = loader_cls(make("first"), max_batch_size=1), loader_cls(make("second"))
+
+    async def request(name: str, loader: Any, keys: list[int], yields: int) -> Any:
+        current_request.set(name)
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        return await loader.load_many(keys)
+
+    async def busy() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(
+        busy(), request("a", first, [1, 2], 0), request("b", second, [3], 0), request("c", first, [4], 1)
+    )
+    assert seen == {"first": ["a", "a", "a"], "second": ["b"]}

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dloader import IMPLEMENTATION, DataLoader, LoadFunction
+from dloader import IMPLEMENTATION, DataLoader, LoaderRegistry, LoadFunction
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ def tag_identity(key: dict[str, int]) -> Hashable:
 
 async def load_tagged(keys: list[dict[str, int]]) -> list[str]:
     return [",".join(f"{k}={v}" for k, v in sorted(key.items())) for key in keys]
+
+
+async def load_posts(author_ids: list[int], *, status: str) -> list[list[str]]:
+    return [[f"{status} post by {author_id}"] for author_id in author_ids]
 
 
 async def main() -> dict[str, object]:
@@ -63,6 +67,13 @@ async def main() -> dict[str, object]:
     tagged = DataLoader[dict[str, int], str](load_tagged, cache_key_fn=tag_identity)
     label: str = await tagged.load({"b": 2, "a": 1})
 
+    async with LoaderRegistry(max_batch_size=50, options={load_users: {"cache": False}}) as loaders:
+        registry_users: DataLoader[int, User] = loaders.get(load_users)
+        drafts: DataLoader[int, list[str]] = loaders.get(load_posts, status="draft")
+        draft_titles: list[str] = await drafts.load(1)
+        registry_user: User = await registry_users.load(2)
+    registry_problems: ExceptionGroup[Exception] | None = await loaders.shutdown()
+
     problems: ExceptionGroup[Exception] | None = await users.shutdown()
     return {
         "implementation": IMPLEMENTATION,
@@ -73,6 +84,7 @@ async def main() -> dict[str, object]:
         "scoped": scoped_user.id,
         "label": label,
         "problems": problems,
+        "registry": [registry_user.id, draft_titles, registry_problems],
         "repr": repr(users),
     }
 
