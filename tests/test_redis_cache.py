@@ -353,11 +353,13 @@ async def test_cancelling_a_command_in_flight_leaves_the_pool_usable(redis_serve
         try:
             waiting = [asyncio.create_task(cache.get_many([key, key + 1])) for key in range(0, 20, 2)]
             writing = asyncio.create_task(cache.set_many([(100, "written")]))
-            for _ in range(1000):  # until the eleven commands sit unread in the server's sockets
-                if redis_server.connections_with_unread_requests() == 11:
+            # Until the eleven commands sit unread in the server's sockets (at least: connections
+            # other tests left open on the shared server may hold unread bytes too).
+            for _ in range(1000):
+                if redis_server.connections_with_unread_requests() >= 11:
                     break
                 await asyncio.sleep(0.01)
-            assert redis_server.connections_with_unread_requests() == 11
+            assert redis_server.connections_with_unread_requests() >= 11
             for task in [*waiting, writing]:
                 task.cancel()
             for task in [*waiting, writing]:
