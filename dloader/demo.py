@@ -44,7 +44,7 @@ except ImportError as _error:  # pragma: no cover - exercised without the extra
         sys.exit(_MESSAGE)
     raise ImportError(_MESSAGE) from _error
 
-from . import DataLoader, __version__
+from . import DataLoader, LoaderRegistry, __version__
 
 __all__ = ("QUERY", "DemoResult", "main", "run_demo")
 
@@ -119,15 +119,16 @@ class Database:
 
 
 class Context:
-    """What ``info.context`` holds for one request: its database handle and its loaders."""
+    """What ``info.context`` holds for one request: its database handle, its batch functions
+    and its loaders (a LoaderRegistry: ``loaders.get(batch_function).load(key)``)."""
 
-    def __init__(self, database: Database, make_loader: Callable[[Callable[[list[Any]], Awaitable[Any]]], Any]):
+    def __init__(self, database: Database, loaders: Any) -> None:
         self.db = database
+        self.loaders = loaders
         self.round_trips: Counter[str] = Counter()
-        self.authors = make_loader(self._authors)
-        self.books_by_author = make_loader(self._books_by_author)
-        self.reviews_by_book = make_loader(self._reviews_by_book)
-        self.users = make_loader(self._users)
+
+    def load(self, batch_function: Callable[[list[Any]], Awaitable[Any]], key: Any) -> Any:
+        return self.loaders.get(batch_function).load(key)
 
     async def _authors(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         self.round_trips["authors"] += 1
@@ -167,6 +168,13 @@ class OneQueryPerCall:
         return results[key] if isinstance(results, dict) else results[0]
 
 
+class OneQueryPerCallRegistry:
+    """The baseline's stand-in for a LoaderRegistry: ``get`` gives a OneQueryPerCall."""
+
+    def get(self, batch: Callable[[list[Any]], Awaitable[Any]]) -> OneQueryPerCall:
+        return OneQueryPerCall(batch)
+
+
 # ---------------------------------------------------------------- schema and resolvers
 
 
@@ -176,21 +184,25 @@ async def _resolve_books(_root: Any, info: Any, first: int) -> list[dict[str, An
 
 
 def _resolve_book_author(book: dict[str, Any], info: Any) -> Any:
-    return info.context.authors.load(book["author_id"])  # a sync resolver may return the future
+    context = info.context
+    return context.load(context._authors, book["author_id"])  # a sync resolver may return the future
 
 
 async def _resolve_author_books(author: dict[str, Any], info: Any) -> Any:
-    return await info.context.books_by_author.load(author["id"])
+    context = info.context
+    return await context.load(context._books_by_author, author["id"])
 
 
 def _resolve_book_reviews(book: dict[str, Any], info: Any) -> Any:
-    return info.context.reviews_by_book.load(book["id"])
+    context = info.context
+    return context.load(context._reviews_by_book, book["id"])
 
 
 async def _resolve_reviewer(review: dict[str, Any], info: Any) -> Any:
     if review["id"] % 2:  # e.g. a permission check that awaits before loading
         await asyncio.sleep(0)
-    return await info.context.users.load(review["user_id"])
+    context = info.context
+    return await context.load(context._users, review["user_id"])
 
 
 def build_schema() -> graphql.GraphQLSchema:
@@ -233,11 +245,18 @@ class DemoResult:
 
 
 async def _execute(
-    schema: graphql.GraphQLSchema, db: sqlite3.Connection, latency: float, make_loader: Any, label: str
+    schema: graphql.GraphQLSchema, db: sqlite3.Connection, latency: float, batched: bool, label: str
 ) -> Run:
-    context = Context(Database(db, latency), make_loader)
     start = time.perf_counter()
-    result = await graphql.graphql(schema, QUERY, context_value=context)
+    if batched:
+        # Loaders belong to one request: a registry per request creates them on first use
+        # and shuts them down at the end.
+        async with LoaderRegistry(loader_cls=DataLoader) as loaders:
+            context = Context(Database(db, latency), loaders)
+            result = await graphql.graphql(schema, QUERY, context_value=context)
+    else:
+        context = Context(Database(db, latency), OneQueryPerCallRegistry())
+        result = await graphql.graphql(schema, QUERY, context_value=context)
     seconds = time.perf_counter() - start
     if result.errors:
         raise RuntimeError(f"{label}: the query failed: {result.errors[0]}")
@@ -249,10 +268,9 @@ async def _run_both(latency_ms: float) -> DemoResult:
     db = build_database()
     try:
         latency = latency_ms / 1000
-        await _execute(schema, db, 0.0, DataLoader, "warm-up")  # first-call costs out of the timings
-        # Loaders belong to one request: create them per request (here: per Context).
-        with_loaders = await _execute(schema, db, latency, DataLoader, "with dloader")
-        without = await _execute(schema, db, latency, OneQueryPerCall, "without dloader")
+        await _execute(schema, db, 0.0, True, "warm-up")  # first-call costs out of the timings
+        with_loaders = await _execute(schema, db, latency, True, "with dloader")
+        without = await _execute(schema, db, latency, False, "without dloader")
     finally:
         db.close()
     return DemoResult(with_loaders, without, latency_ms)
