@@ -245,14 +245,24 @@ class DemoResult:
 
 
 async def _execute(
-    schema: graphql.GraphQLSchema, db: sqlite3.Connection, latency: float, batched: bool, label: str
+    schema: graphql.GraphQLSchema,
+    db: sqlite3.Connection,
+    latency: float,
+    batched: bool,
+    label: str,
+    value_caches: Callable[[str], Any] | None = None,
 ) -> Run:
     start = time.perf_counter()
     if batched:
         # Loaders belong to one request: a registry per request creates them on first use
         # and shuts them down at the end.
-        async with LoaderRegistry(loader_cls=DataLoader) as loaders:
-            context = Context(Database(db, latency), loaders)
+        context = Context(Database(db, latency), None)
+        options: dict[Any, Any] = {}
+        if value_caches is not None:  # --redis: each loader shares its values under its own namespace
+            for name in ("authors", "books_by_author", "reviews_by_book", "users"):
+                options[getattr(context, f"_{name}")] = {"value_cache": value_caches(name)}
+        async with LoaderRegistry(loader_cls=DataLoader, options=options) as loaders:
+            context.loaders = loaders
             result = await graphql.graphql(schema, QUERY, context_value=context)
     else:
         context = Context(Database(db, latency), OneQueryPerCallRegistry())
@@ -279,6 +289,56 @@ async def _run_both(latency_ms: float) -> DemoResult:
 def run_demo(latency_ms: float = 0.2) -> DemoResult:
     """Run the query with and without dloader on a fresh event loop; return both runs."""
     return asyncio.run(_run_both(latency_ms))
+
+
+# ---------------------------------------------------------------- --redis: a cache shared by processes
+
+
+async def _run_with_redis(url: str, namespace: str, latency_ms: float) -> tuple[int, dict[str, int], Any]:
+    import redis.asyncio  # only with --redis (extra: redis)
+
+    from .redis import RedisValueCache
+
+    client = redis.asyncio.Redis.from_url(url)
+    schema = build_schema()
+    db = build_database()
+    try:
+
+        def value_cache(loader: str) -> RedisValueCache:
+            return RedisValueCache(client, namespace=f"{namespace}:{loader}", ttl=300, timeout=1.0)
+
+        run = await _execute(schema, db, latency_ms / 1000, True, "shared cache", value_cache)
+    finally:
+        db.close()
+        await client.aclose()
+    return run.statements, run.round_trips, run.data
+
+
+def _process_with_redis(url: str, namespace: str, latency_ms: float) -> tuple[int, dict[str, int], Any]:
+    """One server process: its own event loop, loaders and SQLite connection, the shared Redis."""
+    return asyncio.run(_run_with_redis(url, namespace, latency_ms))
+
+
+def run_shared_cache(url: str, latency_ms: float, out: Any = None) -> bool:
+    """Run the query in two new processes that share a Redis cache; report what each queried."""
+    import concurrent.futures
+    import multiprocessing
+    import uuid
+
+    out = out if out is not None else sys.stdout
+    namespace = f"dloader-demo:{uuid.uuid4().hex[:12]}"  # a fresh namespace: nothing cached yet
+    print(f"\nshared cache on Redis ({url}, namespace {namespace}): the same query in two new processes", file=out)
+    results = []
+    for label in ("first process", "second process"):
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            statements, trips, data = pool.submit(_process_with_redis, url, namespace, latency_ms).result()
+        results.append(data)
+        loaders = ", ".join(f"{name} {n}" for name, n in trips.items()) or "none"
+        print(f"{label:<15} {statements:>3} SQL statements (load_fn calls: {loaders})", file=out)
+    equal = bool(results[0] == results[1])
+    print(f"results equal: {'yes' if equal else 'NO'}; the second process read the loaders' rows from Redis", file=out)
+    return equal
 
 
 def implementation_name(loader_class: type | None = None) -> str:
@@ -313,10 +373,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--latency-ms", type=float, default=0.2, help="simulated round trip per SQL statement (default 0.2)"
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="also run the query in two new processes sharing a cache on this Redis "
+        "(e.g. redis://localhost:6379/0; needs the redis extra)",
+    )
     args = parser.parse_args(argv)
+    if args.redis is not None:
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            print(
+                "--redis needs redis-py: pip install redis (or pip install '.[redis]' in a checkout)", file=sys.stderr
+            )
+            return 2
     result = run_demo(args.latency_ms)
     report(result)
-    return 0 if result.equal else 1
+    shared_equal = True if args.redis is None else run_shared_cache(args.redis, args.latency_ms)
+    return 0 if result.equal and shared_equal else 1
 
 
 if __name__ == "__main__":

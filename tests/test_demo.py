@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,20 @@ def test_python_m_dloader_demo_still_runs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert f"implementation: {_expected_implementation()} (from {Path(dloader.__file__).parent})" in run.stdout
     assert "results equal: yes" in run.stdout
+
+
+def test_redis_flag_serves_a_second_process_from_the_shared_cache(redis_server: Any) -> None:
+    """dloader-demo --redis URL: two new processes; the second makes only the root query."""
+    run = subprocess.run(
+        [sys.executable, "-m", "dloader.demo", "--latency-ms", "0", "--redis", redis_server.url],
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = {line.split()[0]: line for line in run.stdout.splitlines() if line.endswith(")") and "process" in line}
+    assert "5 SQL statements" in lines["first"]
+    assert "authors 1, books_by_author 1, reviews_by_book 1, users 1" in lines["first"]
+    assert "1 SQL statements (load_fn calls: none)" in lines["second"]
+    assert "results equal: yes; the second process read the loaders' rows from Redis" in run.stdout
