@@ -17,7 +17,6 @@ import gc
 import logging
 import os
 import re
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
