@@ -150,6 +150,11 @@ def _with_task_factory(
 HANG_LIMIT = float(os.environ.get("DLOADER_TEST_HANG_LIMIT", "60"))
 
 
+#: Seconds a test waits for something that must finish (a shutdown, the last waiter) before
+#: it calls it a hang: far longer than any healthy case needs, never a timing assertion.
+SETTLE_LIMIT = min(5.0, HANG_LIMIT / 2)
+
+
 def _stop_when_hung(loop: asyncio.AbstractEventLoop) -> None:
     def stop() -> None:
         logging.getLogger("asyncio").error(
