@@ -315,6 +315,22 @@ def loader_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task.get_name().startswith("dloader:")]
 
 
+async def settle(loader: Any, iterations: int = 50) -> None:
+    """Let a loader finish what it has started: its tasks end, its scheduled dispatch runs.
+
+    Bounded: waits at most SETTLE_LIMIT for the loader's tasks, then at most
+    ``iterations`` loop iterations for it to become idle. It never raises for a loader
+    that stays busy; the caller's ``assert_idle`` reports that.
+    """
+    async with asyncio.timeout(SETTLE_LIMIT):
+        while pending := loader_tasks():
+            await asyncio.wait(pending)
+    for _ in range(iterations):
+        if not busy_parts(loader) and not loader_tasks():
+            return
+        await asyncio.sleep(0)
+
+
 def _freeze_hides_older_objects() -> bool:
     # gc.freeze() parks every tracked object where gc.get_objects() does not look, so a scan
     # at the end of a test sees only what the test created. Probed, not assumed: a build

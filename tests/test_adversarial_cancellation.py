@@ -7,20 +7,13 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import SETTLE_LIMIT, Recorder, assert_idle, loader_tasks
+from conftest import SETTLE_LIMIT, Recorder, assert_idle, loader_tasks, settle
 
 KEYS = [0, 1, 2, 3, 4]
 
 
 def value_of(key: Any) -> str:
     return f"value-of-{key!r}"
-
-
-async def loader_tasks_finished() -> None:
-    """Wait (bounded) until no task of any loader is pending."""
-    async with asyncio.timeout(SETTLE_LIMIT):
-        while pending := loader_tasks():
-            await asyncio.wait(pending)
 
 
 class OutsideCanceller:
@@ -83,7 +76,7 @@ async def test_loader_tasks_cancelled_before_their_first_step(loader_cls: type, 
         canceller.stop()
     assert canceller.cancelled, "the loader ran no task at all"
     assert all(future.cancelled() for future in futures), futures
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
     await assert_usable_afterwards(loader, recorder)
 
@@ -103,7 +96,7 @@ async def test_loader_tasks_cancelled_while_load_fn_runs(
         await asyncio.wait(futures)
     assert all(future.cancelled() for future in futures), futures
     assert sorted(recorder.cancelled) == list(range(expected_calls))
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
     assert loader.cache_map == {}
     await assert_usable_afterwards(loader, recorder)
@@ -123,7 +116,7 @@ async def test_cancel_every_other_task_right_after_loading(loader_cls: type) -> 
     async with asyncio.timeout(SETTLE_LIMIT):
         await asyncio.wait(futures)
     assert all(future.done() for future in futures)
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
     await assert_usable_afterwards(loader, recorder)
 
@@ -144,7 +137,7 @@ async def test_only_the_cancelled_tasks_keys_are_affected(loader_cls: type, spin
     recorder.release_all()
     async with asyncio.timeout(SETTLE_LIMIT):
         assert await second == value_of("second")
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
 
 
@@ -180,7 +173,7 @@ class Stubborn:
 
 async def finish_stubborn_batches(loader: Any, stubborn: Stubborn, futures: list[asyncio.Future[Any]]) -> None:
     stubborn.released.set()
-    await loader_tasks_finished()
+    await settle(loader)
     assert all(future.done() for future in futures)
     assert_idle(loader)
 
@@ -256,7 +249,7 @@ async def test_concurrent_shutdowns_both_return_the_errors(loader_cls: type, spi
         assert sorted(str(error) for error in group.exceptions) == ["cleanup failed for [1]", "cleanup failed for [2]"]
     assert {id(error) for error in groups[0].exceptions} == {id(error) for error in groups[1].exceptions}
     assert all(future.done() for future in futures)
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
     async with asyncio.timeout(SETTLE_LIMIT):
         assert await loader.shutdown() is None
@@ -322,7 +315,7 @@ async def test_load_fn_cancelled_once_every_caller_has_gone(loader_cls: type, sp
     async with asyncio.timeout(SETTLE_LIMIT):
         await asyncio.wait(futures)
     assert all(future.cancelled() for future in futures)
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
     assert loader.cache_map == {}
     recorder.gated = False
@@ -345,7 +338,7 @@ async def test_load_fn_keeps_running_while_one_key_is_wanted(loader_cls: type, s
     recorder.release()
     async with asyncio.timeout(SETTLE_LIMIT):
         assert await wanted == value_of(2)
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
 
 
@@ -360,7 +353,7 @@ async def test_only_the_unwanted_split_batch_is_cancelled(loader_cls: type, spin
     recorder.release(recorder.batches.index(["wanted"]))
     async with asyncio.timeout(SETTLE_LIMIT):
         assert await wanted == value_of("wanted")
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
 
 
@@ -381,5 +374,5 @@ async def test_a_key_requested_again_before_the_cancellation_is_seen_keeps_its_c
     async with asyncio.timeout(SETTLE_LIMIT):
         assert await again == value_of(1)
     assert recorder.calls == 1
-    await loader_tasks_finished()
+    await settle(loader)
     assert_idle(loader)
