@@ -102,6 +102,10 @@ def extensions():
         "embedsignature": True,
         "embedsignature.format": "clinic",
         "freethreading_compatible": True,
+        # Methods as C method descriptors, which check that `self` is a DataLoader: Cython's
+        # bound functions do not, so DataLoader.load(object(), 1) would read a foreign object's
+        # C fields and crash the interpreter.
+        "binding": False,
         "boundscheck": DEBUG_BUILD,
         "wraparound": False,
         "linetrace": CYTHON_TRACE,

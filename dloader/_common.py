@@ -494,6 +494,12 @@ def tokens_for(tokens: list[tuple[Any, Any]], cache_keys: list[Any]) -> list[Any
     return out
 
 
+def retrieve_exception(task: asyncio.Task[Any]) -> None:
+    """Done callback of a batch task an interrupt left: it propagated, nobody awaits the task."""
+    if not task.cancelled():
+        task.exception()
+
+
 def retrieve(tasks: list[asyncio.Task[Any]]) -> None:
     """Mark the exceptions of awaited tasks as retrieved: shutdown() already dealt with them."""
     for task in tasks:

@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True
+# cython: language_level=3, freethreading_compatible=True, binding=False
 """The compiled DataLoader: the hot path (queueing, batch assembly, resolution) in C.
 
 The twin of ``_loader_py.py``: same classes and methods in the same order, same behaviour;
@@ -76,6 +76,13 @@ cdef class _Collector:
             self.deliver(index, error)
         elif not self.future.done():
             self.future.set_exception(error)
+
+
+cdef inline _check_self(object self, type cls):
+    # An unbound coroutine method called on another object (DataLoader.shutdown(None)) gets
+    # no type check from Cython; its body would then read C fields of that object.
+    if not isinstance(self, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(self).__name__}")
 
 
 cdef inline bint _runs_in_this_thread(object loop) except -1:
@@ -276,6 +283,7 @@ cdef class _Dispatcher:
 
     async def _dispatch_task(self, DataLoader owner):
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
+        _check_self(self, _Dispatcher)
         loop = self.loop
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
@@ -717,8 +725,10 @@ cdef class DataLoader:
         if self._value_cache is not None:
             self._schedule_cache_call("clear", None)
 
+    @cython.binding(True)  # a coroutine function to inspect, as in the pure twin; self checked inside
     async def invalidate(self, keys):
         """Forget ``keys`` here and wait until the value_cache has deleted them too."""
+        _check_self(self, DataLoader)
         cache_keys = [self._cache_key(key) for key in keys]
         for cache_key in cache_keys:
             self._forget(cache_key)
@@ -757,6 +767,7 @@ cdef class DataLoader:
         for key, value in data.items():
             self.prime(key, value)
 
+    @cython.binding(True)  # a coroutine function to inspect, as in the pure twin; self checked inside
     async def shutdown(self):
         """Cancel the scheduled dispatch, running batches and every pending future.
 
@@ -765,6 +776,7 @@ cdef class DataLoader:
         cancellation) that load_fn raised while being cancelled, or None. Idempotent; the
         loader stays usable. Cancelling the task that awaits it cancels the wait.
         """
+        _check_self(self, DataLoader)
         cdef _Batch batch
         tasks = []
         dispatcher = self._dispatcher
@@ -811,7 +823,9 @@ cdef class DataLoader:
             self._closing -= 1
         return _common.shutdown_error_group(self._name, errors)
 
+    @cython.binding(True)  # a coroutine function to inspect, as in the pure twin; self checked inside
     async def __aenter__(self):
+        _check_self(self, DataLoader)
         if self._entered:
             raise _common.entered_twice_error(self._name)
         self._entered = True
@@ -819,7 +833,9 @@ cdef class DataLoader:
             self._loop_for_call()
         return self
 
+    @cython.binding(True)  # a coroutine function to inspect, as in the pure twin; self checked inside
     async def __aexit__(self, exc_type, exc_value, traceback):
+        _check_self(self, DataLoader)
         self._entered = False
         await self.shutdown()
 
@@ -1048,6 +1064,7 @@ cdef class DataLoader:
 
     async def _run_batch(self, _Batch batch not None):
         """Call load_fn once and answer every waiter of the batch, whatever happens."""
+        _check_self(self, DataLoader)
         cdef PyObject *step
         cdef PySendResult status
         cdef Py_ssize_t failures = 0
@@ -1105,6 +1122,11 @@ cdef class DataLoader:
                 error = interrupt
                 self._fail_batch(batch, _common.interrupted_error(self._name, interrupt))
                 if _common.propagates(interrupt):
+                    # It leaves the loop as asyncio propagates it; the task keeps it too, where
+                    # nobody would retrieve it ("Task exception was never retrieved").
+                    task = _current_task(self._loop)
+                    if task is not None:
+                        task.add_done_callback(_common.retrieve_exception)
                     raise
                 return
             try:
@@ -1302,6 +1324,7 @@ cdef class DataLoader:
 
     async def _read_value_cache(self, _Batch batch not None):
         """Answer the batch's keys found in the value cache; only misses stay. True when none is left."""
+        _check_self(self, DataLoader)
         cache_keys = batch.cache_keys
         try:
             answer = await self._value_cache.get_many(list(cache_keys))
@@ -1343,6 +1366,7 @@ cdef class DataLoader:
         task.add_done_callback(self._cache_tasks.discard)
 
     async def _cache_call(self, str operation, object argument):
+        _check_self(self, DataLoader)
         try:
             method = getattr(self._value_cache, operation)
             await (method() if argument is None else method(argument))

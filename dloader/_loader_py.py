@@ -1069,6 +1069,11 @@ class DataLoader(Generic[_K, _V]):
                 error = interrupt
                 self._fail_batch(batch, _common.interrupted_error(self._name, interrupt))
                 if _common.propagates(interrupt):
+                    # It leaves the loop as asyncio propagates it; the task keeps it too, where
+                    # nobody would retrieve it ("Task exception was never retrieved").
+                    task = _current_task(self._loop)
+                    if task is not None:
+                        task.add_done_callback(_common.retrieve_exception)
                     raise
                 return
             try:

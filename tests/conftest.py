@@ -5,7 +5,9 @@
 wheel that lost its extension makes those tests *error*, never pass silently.
 ``--no-extensions`` (or ``DLOADER_NO_EXTENSIONS=1``) deselects it for pure-only
 installs. Async tests run on the default asyncio loop and on uvloop through
-pytest-asyncio's ``pytest_asyncio_loop_factories`` hook (ids ``asyncio``/``uvloop``).
+pytest-asyncio's ``pytest_asyncio_loop_factories`` hook (ids ``asyncio``/``uvloop``),
+and again under task factories: a plain custom one (``asyncio-factory``) and, on
+3.12+, ``asyncio.eager_task_factory`` (``asyncio-eager``, ``uvloop-eager``).
 
 The suite tests the *installed* package: ``pytest`` (or ``python -P -m pytest``)
 from the checkout keeps the source tree off ``sys.path``. ``python -m pytest``
@@ -19,6 +21,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -199,11 +202,69 @@ def _uvloop_factory() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def plain_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    """A custom task factory that changes nothing but the path tasks are created through."""
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def _with_task_factory(
+    make_loop: Callable[[], asyncio.AbstractEventLoop], task_factory: Any
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    # Applications set a task factory on their loop (eager tasks are a common speed-up on
+    # 3.12+); the loader must dispatch the same under any of them.
+    def make() -> asyncio.AbstractEventLoop:
+        loop = make_loop()
+        loop.set_task_factory(task_factory)
+        return loop
+
+    return make
+
+
+#: Wall-clock seconds after which a test's event loop is stopped, so a hang fails that test
+#: (asyncio's "Event loop stopped before Future completed", plus a logged error naming the
+#: limit) instead of stalling the whole suite. A timer far in the future adds no loop iterations.
+HANG_LIMIT = float(os.environ.get("DLOADER_TEST_HANG_LIMIT", "60"))
+
+
+#: Seconds a test waits for something that must finish (a shutdown, the last waiter) before
+#: it calls it a hang: far longer than any healthy case needs, never a timing assertion.
+SETTLE_LIMIT = min(5.0, HANG_LIMIT / 2)
+
+
+def _stop_when_hung(loop: asyncio.AbstractEventLoop) -> None:
+    def stop() -> None:
+        logging.getLogger("asyncio").error(
+            "the test's event loop ran for %s s (DLOADER_TEST_HANG_LIMIT): stopped as hung", HANG_LIMIT
+        )
+        # Armed again: a teardown that hangs too (cancelled tasks that never finish) is stopped too.
+        loop.call_later(HANG_LIMIT, stop)
+        loop.stop()
+
+    loop.call_later(HANG_LIMIT, stop)
+
+
+def _watched(make_loop: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[], asyncio.AbstractEventLoop]:
+    def make() -> asyncio.AbstractEventLoop:
+        loop = make_loop()
+        _stop_when_hung(loop)
+        return loop
+
+    return make
+
+
+#: Whether asyncio.eager_task_factory exists (CPython 3.12+).
+HAS_EAGER_TASKS = hasattr(asyncio, "eager_task_factory")
+
 #: Loop factories by test id, in the order the tests run.
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uvloop": _uvloop_factory,
+    "asyncio-factory": _with_task_factory(asyncio.new_event_loop, plain_task_factory),
 }
+if HAS_EAGER_TASKS:
+    LOOP_FACTORIES["asyncio-eager"] = _with_task_factory(asyncio.new_event_loop, asyncio.eager_task_factory)
+    LOOP_FACTORIES["uvloop-eager"] = _with_task_factory(_uvloop_factory, asyncio.eager_task_factory)
+LOOP_FACTORIES = {name: _watched(make_loop) for name, make_loop in LOOP_FACTORIES.items()}
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
@@ -215,7 +276,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
     """For synchronous tests that create (and close) their own loops."""
     factory = LOOP_FACTORIES[request.param]
-    if request.param == "uvloop" and uvloop is None:
+    if request.param.startswith("uvloop") and uvloop is None:
         pytest.skip("uvloop is not installed on this platform")
     return factory
 
@@ -284,6 +345,142 @@ def asyncio_errors(_asyncio_errors_session: AsyncioErrors) -> Iterator[AsyncioEr
         pytest.fail("asyncio reported errors:\n" + "\n".join(unexpected), pytrace=False)
 
 
+# ---------------------------------------------------------------- loaders left busy
+
+
+def loader_classes() -> tuple[type, ...]:
+    """Both DataLoader classes (only the pure one when the extension is not built)."""
+    classes: list[type] = [_import_python()]
+    try:
+        classes.append(_import_compiled())
+    except ImportError:  # a pure install: the compiled tests are deselected anyway
+        pass
+    return tuple(classes)
+
+
+_REPR_COUNTS = re.compile(r"queued=(\d+) in_flight=(\d+)>$")
+
+
+def debug_state(loader: Any) -> dict[str, Any]:
+    """The loader's own bookkeeping, every value 0/False when it is idle.
+
+    The core's private ``_debug_state()`` also counts tracked batches, joined
+    waiters and a scheduled dispatch; a core without it is read through the
+    queued/in-flight counts of its repr.
+    """
+    probe = getattr(loader, "_debug_state", None)
+    if probe is not None:
+        return dict(probe())
+    match = _REPR_COUNTS.search(repr(loader))
+    assert match is not None, f"cannot read the state of {loader!r}"
+    return {"queued": int(match[1]), "in_flight": int(match[2])}
+
+
+def busy_parts(loader: Any) -> dict[str, Any]:
+    """The non-idle parts of ``debug_state(loader)``; empty when the loader is idle."""
+    return {part: value for part, value in debug_state(loader).items() if value}
+
+
+def assert_idle(loader: Any) -> None:
+    busy = busy_parts(loader)
+    assert not busy, f"{loader!r} still holds work: {busy}"
+
+
+def loader_tasks() -> list[asyncio.Task[Any]]:
+    """The running loop's tasks that belong to a loader (named "dloader:<name>:...")."""
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("dloader:")]
+
+
+async def settle(loader: Any, iterations: int = 50) -> None:
+    """Let a loader finish what it has started: its tasks end, its scheduled dispatch runs.
+
+    Bounded: waits at most SETTLE_LIMIT for the loader's tasks, then at most
+    ``iterations`` loop iterations for it to become idle. It never raises for a loader
+    that stays busy; the caller's ``assert_idle`` reports that.
+    """
+    async with asyncio.timeout(SETTLE_LIMIT):
+        while pending := loader_tasks():
+            await asyncio.wait(pending)
+    for _ in range(iterations):
+        if not busy_parts(loader) and not loader_tasks():
+            return
+        await asyncio.sleep(0)
+
+
+def _freeze_hides_older_objects() -> bool:
+    # gc.freeze() parks every tracked object where gc.get_objects() does not look, so a scan
+    # at the end of a test sees only what the test created. Probed, not assumed: a build
+    # whose collector ignores that (free-threaded ones may) gets the slower fallback.
+    older = [object()]
+    gc.freeze()
+    try:
+        return not any(candidate is older for candidate in gc.get_objects())
+    finally:
+        gc.unfreeze()
+
+
+_FREEZE_HIDES_OLDER_OBJECTS = _freeze_hides_older_objects()
+
+
+@pytest.fixture(scope="session")
+def _loaders_already_checked() -> Any:
+    import weakref
+
+    return weakref.WeakSet()
+
+
+@pytest.fixture(autouse=True)
+def loaders_left_idle(
+    request: pytest.FixtureRequest, asyncio_errors: AsyncioErrors, _loaders_already_checked: Any
+) -> Iterator[None]:
+    """Fail a test after which a loader it created still holds work.
+
+    Runs after the test's event loop was closed (the loop's runner cancels the tasks
+    left over, as asyncio.run does), so it also checks that a loader survives
+    having its own tasks cancelled from outside. Queued or in-flight keys, tracked
+    batches or joined waiters left then would hang the loader's next user. A test
+    that deliberately leaves work behind is marked ``allow_busy_loader``.
+
+    The loaders are found by scanning the objects the collector tracks: the
+    compiled class cannot be wrapped, and tests create loaders through
+    subclasses and examples too. ``gc.freeze()`` at the start keeps the scan to
+    the objects this test created (a scan of the whole heap costs ~40 ms).
+    """
+    if request.node.get_closest_marker("allow_busy_loader") is not None:
+        yield
+        return
+    classes = loader_classes()
+    if _FREEZE_HIDES_OLDER_OBJECTS:
+        gc.freeze()
+    try:
+        yield
+        candidates = gc.get_objects()
+    finally:
+        if _FREEZE_HIDES_OLDER_OBJECTS:
+            gc.unfreeze()
+    created = [
+        candidate
+        for candidate in candidates
+        if isinstance(candidate, classes) and candidate not in _loaders_already_checked
+    ]
+    del candidates
+    busy = []
+    for loader in created:
+        _loaders_already_checked.add(loader)
+        try:
+            parts = busy_parts(loader)
+        except AttributeError:  # its __init__ raised (a validation test): it never held work
+            continue
+        if parts:
+            busy.append(f"{loader!r}: {parts}")
+    if busy:
+        pytest.fail(
+            "loaders still hold work after the test (mark it allow_busy_loader if that is intended):\n"
+            + "\n".join(busy),
+            pytrace=False,
+        )
+
+
 # ---------------------------------------------------------------- load_fn helpers
 
 
@@ -313,6 +510,7 @@ class Recorder:
         self.batches: list[list[Any]] = []
         self.arguments: list[list[Any]] = []
         self.task_names: list[str | None] = []
+        self.tasks: list[asyncio.Task[Any] | None] = []
         self.gates: list[asyncio.Future[Any]] = []
         self.cancelled: list[int] = []
         self.finished: list[int] = []
@@ -335,6 +533,7 @@ class Recorder:
         self.batches.append(list(keys))
         task = asyncio.current_task()
         self.task_names.append(task.get_name() if task is not None else None)
+        self.tasks.append(task)
         if self.gated:
             gate = asyncio.get_running_loop().create_future()
             self.gates.append(gate)
@@ -421,6 +620,16 @@ class IterationCounter:
 @pytest.fixture
 def iteration_counter() -> Iterator[type[IterationCounter]]:
     yield IterationCounter
+
+
+def task_names_lag_behind_eager_steps() -> bool:
+    """Whether a task can run its first step before it gets its name on the running loop.
+
+    With a task factory set, create_task (asyncio up to 3.13.0 at least, and uvloop)
+    calls the factory without the name and names the task afterwards, so under an
+    eager factory the first step runs as "Task-<n>".
+    """
+    return asyncio.get_running_loop().get_task_factory() is not None
 
 
 @pytest.fixture

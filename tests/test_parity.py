@@ -28,14 +28,16 @@ def public_names(cls: type) -> set[str]:
 
 
 def bare_signature(target: Any) -> inspect.Signature:
-    """The signature without annotations: the compiled twin has no string annotations to show."""
+    """The signature without annotations: the compiled twin has no string annotations to show.
+
+    ``self`` counts as positional-only in both: the compiled twin's methods are C method
+    descriptors (they check that ``self`` is a DataLoader), whose ``self`` is positional-only.
+    """
     signature = inspect.signature(target)
-    return signature.replace(
-        parameters=[
-            parameter.replace(annotation=inspect.Parameter.empty) for parameter in signature.parameters.values()
-        ],
-        return_annotation=inspect.Signature.empty,
-    )
+    parameters = [parameter.replace(annotation=inspect.Parameter.empty) for parameter in signature.parameters.values()]
+    if parameters and parameters[0].name == "self":
+        parameters[0] = parameters[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
 
 
 def normalized_doc(target: Any, name: str) -> str | None:
