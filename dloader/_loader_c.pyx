@@ -137,7 +137,12 @@ cdef tuple _start_task(object loop, object coroutine, str name, object context, 
 
     See ``_loader_py._start_task``.
     """
-    if _NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
+    if (
+        _NATIVE_EAGER_START
+        and loop.get_task_factory() is None
+        and loop.is_running()
+        and _current_task(loop) is None  # never nested in another task's step
+    ):
         return _Task(coroutine, loop=loop, name=name, context=context, eager_start=True), False
     task = loop.create_task(coroutine, name=name, context=context)
     task.add_done_callback(on_done)
@@ -173,8 +178,10 @@ cdef _Batch _new_batch(DataLoader loader, list keys, list cache_keys, list entri
     batch.cache_keys = cache_keys
     batch.entries = entries
     batch.tokens = tokens
-    # The context of the call that queued the loader's first key: load_fn runs in it.
-    batch.context = loader._dispatch_context
+    # A copy of the context of the call that queued the loader's first key: load_fn runs
+    # in it (each task its own copy, as create_task gives).
+    context = loader._dispatch_context
+    batch.context = None if context is None else context.copy()
     batch.task = None
     batch.guarded = False  # a done callback on the task guards the window before its first step
     batch.finished = False

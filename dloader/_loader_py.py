@@ -109,7 +109,12 @@ def _start_task(
     task cancelled then); the second value says so, and the first step removes it again.
     The task runs in ``context``: the context of the call that queued its loader's first key.
     """
-    if NATIVE_EAGER_START and loop.get_task_factory() is None and loop.is_running():
+    if (
+        NATIVE_EAGER_START
+        and loop.get_task_factory() is None
+        and loop.is_running()
+        and _current_task(loop) is None  # never nested in another task's step
+    ):
         return Task(coroutine, loop=loop, name=name, context=context, eager_start=True), False  # type: ignore[call-arg]
     task = loop.create_task(coroutine, name=name, context=context)
     task.add_done_callback(on_done)
@@ -132,8 +137,10 @@ class _Batch:
         self.cache_keys = cache_keys
         self.entries = entries
         self.tokens = tokens
-        # The context of the call that queued the loader's first key: load_fn runs in it.
-        self.context: Context | None = loader._dispatch_context
+        # A copy of the context of the call that queued the loader's first key: load_fn runs
+        # in it (each task its own copy, as create_task gives).
+        context = loader._dispatch_context
+        self.context: Context | None = None if context is None else context.copy()
         self.task: Task[Any] | None = None
         self.guarded = False  # a done callback on the task guards the window before its first step
         self.finished = False
