@@ -787,6 +787,7 @@ class DataLoader(Generic[_K, _V]):
                 if still:
                     await wait(still)
                 _common.retrieve(pending)
+                cache_tasks.difference_update(pending)  # their discard callbacks may not have run yet
         finally:
             self._closing -= 1
         return _common.shutdown_error_group(self._name, errors)
@@ -1317,8 +1318,9 @@ class DataLoader(Generic[_K, _V]):
         if loop is None or loop.is_closed():
             return
         task = loop.create_task(self._cache_call(operation, argument), name=_common.write_task_name(self._name))
-        self._cache_tasks.add(task)
-        task.add_done_callback(self._cache_tasks.discard)
+        if not task.done():  # (an eager task factory may have run it to its end already)
+            self._cache_tasks.add(task)
+            task.add_done_callback(self._cache_tasks.discard)
 
     async def _cache_call(self, operation: str, argument: Any) -> None:
         try:
