@@ -178,10 +178,9 @@ cdef _Batch _new_batch(DataLoader loader, list keys, list cache_keys, list entri
     batch.cache_keys = cache_keys
     batch.entries = entries
     batch.tokens = tokens
-    # A copy of the context of the call that queued the loader's first key: load_fn runs
-    # in it (each task its own copy, as create_task gives).
-    context = loader._dispatch_context
-    batch.context = None if context is None else context.copy()
+    # The context of the call that queued the loader's first key: load_fn runs in a copy
+    # of it (each task its own, as create_task gives) when the batch gets its own task.
+    batch.context = loader._dispatch_context
     batch.task = None
     batch.guarded = False  # a done callback on the task guards the window before its first step
     batch.finished = False
@@ -292,9 +291,10 @@ cdef class _Dispatcher:
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         _check_self(self, _Dispatcher)
         loop = self.loop
+        task = _current_task(loop)
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
-            _current_task(loop).remove_done_callback(self._task_done)
+            task.remove_done_callback(self._task_done)
         try:
             if self.starting:  # an application's eager task factory started it inside load()
                 await _yield_once()  # look one iteration on, as a task's first step does
@@ -309,14 +309,14 @@ cdef class _Dispatcher:
                 self.handle = loop.call_at(loop.time(), self._check)
                 return
         except BaseException:  # cancelled from outside before dispatching
-            if self.handle is _current_task(loop):
+            if self.handle is task:
                 self._abandon()
             raise
         batches = self._take()
         cdef _Batch batch
         if len(batches) == 1 and (<_Batch>batches[0]).loader is owner:
             batch = <_Batch>batches[0]  # a lone batch runs in this task, named after its loader
-            batch.task = _current_task(loop)
+            batch.task = task
             await owner._run_batch(batch)
         elif batches:
             self._start(batches, 0)
@@ -1057,7 +1057,8 @@ cdef class DataLoader:
         name = _common.task_name(self._name, self._batch_counter)
         coroutine = self._run_batch(batch)
         try:
-            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, batch.context, batch.task_done)
+            context = None if batch.context is None else batch.context.copy()
+            batch.task, batch.guarded = _start_task(self._loop, coroutine, name, context, batch.task_done)
         except BaseException as error:
             if not batch.finished:  # the task never ran (a task factory failed)
                 coroutine.close()

@@ -137,10 +137,9 @@ class _Batch:
         self.cache_keys = cache_keys
         self.entries = entries
         self.tokens = tokens
-        # A copy of the context of the call that queued the loader's first key: load_fn runs
-        # in it (each task its own copy, as create_task gives).
-        context = loader._dispatch_context
-        self.context: Context | None = None if context is None else context.copy()
+        # The context of the call that queued the loader's first key: load_fn runs in a copy
+        # of it (each task its own, as create_task gives) when the batch gets its own task.
+        self.context: Context | None = loader._dispatch_context
         self.task: Task[Any] | None = None
         self.guarded = False  # a done callback on the task guards the window before its first step
         self.finished = False
@@ -262,9 +261,10 @@ class _Dispatcher:
     async def _dispatch_task(self, owner: DataLoader[Any, Any]) -> None:
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         loop = self.loop
+        task = _current_task(loop)
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
-            _current_task(loop).remove_done_callback(self._task_done)  # type: ignore[union-attr]
+            task.remove_done_callback(self._task_done)  # type: ignore[union-attr]
         try:
             if self.starting:  # an application's eager task factory started it inside load()
                 await _yield_once()  # look one iteration on, as a task's first step does
@@ -279,13 +279,13 @@ class _Dispatcher:
                 self.handle = loop.call_at(loop.time(), self._check)
                 return
         except BaseException:  # cancelled from outside before dispatching
-            if self.handle is _current_task(loop):
+            if self.handle is task:
                 self._abandon()
             raise
         batches = self._take()
         if len(batches) == 1 and batches[0].loader is owner:
             batch = batches[0]  # a lone batch runs in this task, named after its loader
-            batch.task = _current_task(loop)
+            batch.task = task
             await batch.loader._run_batch(batch)
         elif batches:
             self._start(batches, 0)
@@ -1006,7 +1006,7 @@ class DataLoader(Generic[_K, _V]):
                 self._loop,  # type: ignore[arg-type]
                 coroutine,
                 name,
-                batch.context,
+                None if batch.context is None else batch.context.copy(),
                 batch.task_done,
             )
         except BaseException as error:
