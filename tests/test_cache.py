@@ -346,7 +346,6 @@ async def test_prime_accepts_exceptions_and_none_as_values(loader_cls: type, mak
     assert recorder.batches == []
 
 
-
 async def test_prime_without_overwrite_keeps_cached_values_and_failures(loader_cls: type, make_recorder: Any) -> None:
     recorder = make_recorder(lambda key: ValueError(key) if key == "bad" else f"value-of-{key}")
     loader = loader_cls(recorder, cache_errors=True)

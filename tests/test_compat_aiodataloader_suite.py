@@ -31,7 +31,7 @@ EXPECTED_FAILURES = {
 
 # Written beside the suite: marks the expected failures (strict: a pass fails the run), checks
 # which DataLoader twin and loop the run uses, and records every outcome for the parent test.
-CONFTEST = '''
+CONFTEST = """
 import asyncio
 import json
 import os
@@ -78,7 +78,7 @@ def pytest_runtest_logreport(report):
 def pytest_sessionfinish(session):
     with open("outcomes.json", "w") as file:
         json.dump(OUTCOMES, file)
-'''
+"""
 
 PYTEST_INI = """[pytest]
 asyncio_default_fixture_loop_scope = function
@@ -97,9 +97,11 @@ def upstream_suite(tmp_path_factory: pytest.TempPathFactory) -> str:
         result = None
     sdists = list(download.glob("aiodataloader-*.tar.gz"))
     if result is None or result.returncode != 0 or not sdists:
-        reason = f"could not download the {SDIST} sdist from PyPI (" + (
-            "timed out" if result is None else (result.stderr.strip().splitlines() or ["no sdist"])[-1]
-        ) + ")"
+        reason = (
+            f"could not download the {SDIST} sdist from PyPI ("
+            + ("timed out" if result is None else (result.stderr.strip().splitlines() or ["no sdist"])[-1])
+            + ")"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must run aiodataloader's suite")
         pytest.skip(reason)

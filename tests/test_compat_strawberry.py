@@ -123,7 +123,8 @@ async def test_same_key_loads_once(strawberry: Any) -> None:  # mirrors test_cac
     assert load_fn.calls == [[1]]
 
 
-async def test_same_key_loads_once_when_gathered(strawberry: Any) -> None:  # mirrors test_caches_by_id_when_loading_many
+async def test_same_key_loads_once_when_gathered(strawberry: Any) -> None:
+    # mirrors test_caches_by_id_when_loading_many
     load_fn = Calls()
     loader = strawberry.DataLoader(load_fn=load_fn, cache=True)
     first, second = loader.load(1), loader.load(1)
@@ -397,3 +398,60 @@ def test_loader_created_outside_any_loop(strawberry: Any) -> None:
     finally:
         loop.close()
     assert load_fn.calls == [[1]]
+
+
+# ---------------------------------------------------------------- beyond strawberry's suite
+
+
+async def test_default_cache_map_is_strawberrys_interface_over_the_values(strawberry: Any) -> None:
+    load_fn = Calls()
+    loader = strawberry.DataLoader(load_fn=load_fn, cache_key_fn=lambda key: key["id"])
+    assert await loader.load({"id": 1}) == {"id": 1}
+    cache = loader.cache_map
+    assert isinstance(cache, strawberry.AbstractCache)
+    stored = cache.get({"id": 1})
+    assert stored is not None and stored.result() == {"id": 1}
+    assert cache.get({"id": 2}) is None
+    done = asyncio.get_running_loop().create_future()
+    done.set_result("two")
+    cache.set({"id": 2}, done)
+    pending = asyncio.get_running_loop().create_future()
+    cache.set({"id": 3}, pending)  # stored when it is done
+    pending.set_result("three")
+    await asyncio.sleep(0)
+    assert await loader.load_many([{"id": 2}, {"id": 3}]) == ["two", "three"]
+    cache.delete({"id": 2})
+    cache.clear()
+    assert await loader.load({"id": 2}) == {"id": 2}
+    assert load_fn.calls == [[{"id": 1}], [{"id": 2}]]
+
+
+async def test_assigning_a_cache_map(strawberry: Any) -> None:
+    cache = strawberry.DefaultCache()
+    load_fn = Calls()
+    loader = strawberry.DataLoader(load_fn=load_fn)
+    loader.cache_map = cache
+    assert loader.cache_map is cache
+    assert await loader.load(1) == 1
+    assert cache.get(1).result() == 1
+    assert await loader.load(1) == 1
+    assert load_fn.calls == [[1]]
+    with pytest.raises(TypeError, match="AbstractCache"):
+        loader.cache_map = {}
+
+
+async def test_each_callers_cancellation_is_its_own(strawberry: Any) -> None:
+    # strawberry #3606: one caller's cancellation cancelled the shared future of every caller.
+    release = asyncio.Event()
+
+    async def gated(keys: list[int]) -> list[int]:
+        await release.wait()
+        return keys
+
+    loader = strawberry.DataLoader(load_fn=gated)
+    leaving, staying = loader.load(1), loader.load(1)
+    await asyncio.sleep(0)
+    leaving.cancel()
+    release.set()
+    assert await staying == 1
+    assert await loader.load_many([1, 1]) == [1, 1]

@@ -117,9 +117,7 @@ async def run_requests(data_loader: Any, concurrent: int) -> tuple[list[Any], li
     calls: list[tuple[str, list[Any]]] = []
     transport = httpx.ASGITransport(app=build_app(data_loader, calls))
     async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
-        responses = await asyncio.gather(
-            *(client.post("/graphql", json={"query": QUERY}) for _ in range(concurrent))
-        )
+        responses = await asyncio.gather(*(client.post("/graphql", json={"query": QUERY}) for _ in range(concurrent)))
     return [response.json() for response in responses], calls
 
 

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
-from inspect import iscoroutine, iscoroutinefunction
 from functools import partial
+from inspect import iscoroutine, iscoroutinefunction
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _shared, core_class
@@ -61,6 +61,11 @@ _CLASS_DEFAULTS: dict[str, Any] = {"batch": True, "max_batch_size": None, "cache
 
 class DataLoader(_CoreLoader[_K, _V]):
     """aiodataloader's ``DataLoader``: same arguments, overrides and results, dloader's batching and futures."""
+
+    # Given as arguments or defined as methods by a subclass, as in aiodataloader (annotations only).
+    batch_load_fn: Callable[[list[_K]], Coroutine[Any, Any, list[_V]]]
+    get_cache_key: Callable[[_K], Any]
+    batch: bool
 
     def __init__(
         self,
@@ -198,12 +203,6 @@ class DataLoader(_CoreLoader[_K, _V]):
                 f"length as the Iterable of keys.\n\nKeys:\n{keys}\n\nValues:\n{values}"
             )
         return values
-
-    if TYPE_CHECKING:
-        # Set per instance (the argument) or overridden in a subclass, as in aiodataloader.
-        def batch_load_fn(self, keys: list[_K]) -> Coroutine[Any, Any, list[_V]]: ...
-
-        def get_cache_key(self, key: _K) -> Any: ...
 
 
 # The core's load, called without a super() lookup: load() is the hot path.

@@ -66,6 +66,9 @@ __all__ = ("AbstractCache", "DataLoader", "DefaultCache", "WrongNumberOfResultsR
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
+# The core class's own properties, which the shim's cache_map overrides (for reaching the core's values).
+_CORE_ATTRIBUTES: Any = _CoreLoader
+
 
 class _LoaderCache(AbstractCache[Any, Any]):
     """``loader.cache_map`` of a loader with the default cache: strawberry's interface over its values."""
@@ -75,7 +78,7 @@ class _LoaderCache(AbstractCache[Any, Any]):
 
     def get(self, key: Any) -> asyncio.Future[Any] | None:
         loader = self._loader
-        values = _CoreLoader.cache_map.__get__(loader)
+        values = _CORE_ATTRIBUTES.cache_map.__get__(loader)
         cache_key_fn = loader.cache_key_fn
         cache_key = key if cache_key_fn is None else cache_key_fn(key)
         if cache_key not in values:
@@ -130,9 +133,7 @@ class DataLoader(_CoreLoader[_K, _V]):
         elif cache_map is not None:
             # The user's cache applies its own key function to the raw keys, as strawberry's caches do.
             core_key_fn = None
-            core_cache_map = _shared.FutureCacheView(
-                cache_map.get, cache_map.set, cache_map.delete, cache_map.clear, _no_iteration, self._future_loop
-            )
+            core_cache_map = self._future_view(cache_map)
         super().__init__(
             self._call_load_fn,
             max_batch_size or None,  # strawberry reads 0 as "no limit"
@@ -146,7 +147,7 @@ class DataLoader(_CoreLoader[_K, _V]):
 
     # ------------------------------------------------------------ strawberry's attributes
 
-    @property  # type: ignore[override]
+    @property
     def load_fn(self) -> Callable[[list[_K]], Awaitable[Any]]:
         return self._strawberry_load_fn
 
@@ -162,6 +163,17 @@ class DataLoader(_CoreLoader[_K, _V]):
         if self._custom_cache is not None:
             return self._custom_cache
         return _LoaderCache(self)
+
+    @cache_map.setter
+    def cache_map(self, value: AbstractCache[_K, _V]) -> None:
+        """Cache in ``value`` from now on (its futures, its key function), as assigning it in strawberry does."""
+        for method in ("get", "set", "delete", "clear"):
+            if not callable(getattr(value, method, None)):
+                raise TypeError(f"DataLoader {self.name!r}: cache_map must be an AbstractCache; it has no {method}()")
+        self._custom_cache = value
+        _CORE_ATTRIBUTES.cache_map.__set__(self, self._future_view(value))
+        if self.cache:
+            _CORE_ATTRIBUTES.cache_key_fn.__set__(self, None)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -194,21 +206,24 @@ class DataLoader(_CoreLoader[_K, _V]):
             super().clear_all()
 
     def prime(self, key: _K, value: _V, force: bool = False) -> None:  # type: ignore[override]
-        """Cache ``value`` unless ``key`` is cached or loading (``force=True``: always); answer its queued loads."""
-        self.prime_many({key: value}, force)
+        """Cache ``value`` unless ``key`` is cached or loading (``force=True``: always); answer its queued loads.
 
-    def prime_many(self, data: Mapping[_K, _V], force: bool = False) -> None:  # type: ignore[override]
-        """``prime`` every pair; without a cache, only the loads of these keys still queued are answered."""
+        Without a cache, only the loads of ``key`` still queued are answered.
+        """
         if self.cache:
-            for key, value in data.items():
-                super().prime(key, value, overwrite=force)
+            super().prime(key, value, overwrite=force)
             return
         for occurrence in list(self._occurrences):
-            if occurrence.key in data:
-                # Answers the load if it is still queued (a running fetch just keeps its waiters),
+            if occurrence.key == key:
+                # Answers the load if it is still queued (a running fetch keeps its waiters),
                 # then forgets the value: nothing is cached without a cache.
-                super().prime(occurrence, data[occurrence.key])  # type: ignore[arg-type]
+                super().prime(occurrence, value)  # type: ignore[arg-type]
                 super().clear(occurrence)  # type: ignore[arg-type]
+
+    def prime_many(self, data: Mapping[_K, _V], force: bool = False) -> None:  # type: ignore[override]
+        """``prime`` every pair of ``data``."""
+        for key, value in data.items():
+            self.prime(key, value, force)
 
     # ------------------------------------------------------------ internals
 
@@ -219,6 +234,12 @@ class DataLoader(_CoreLoader[_K, _V]):
 
     def _future_loop(self) -> asyncio.AbstractEventLoop:
         return _shared.loop_for_futures(self._given_loop)
+
+    def _future_view(self, cache: AbstractCache[_K, _V]) -> _shared.FutureCacheView:
+        """The core's cache_map over a user's AbstractCache (which applies its own key function to raw keys)."""
+        return _shared.FutureCacheView(
+            cache.get, cache.set, cache.delete, cache.clear, _no_iteration, self._future_loop
+        )
 
     async def _call_load_fn(self, keys: list[_K]) -> list[Any]:
         """One batch: strawberry's load_fn contract (any awaitable of an iterable, exactly one result per key)."""
