@@ -274,10 +274,12 @@ async def test_load_fn_skipped_when_every_load_is_cancelled(strawberry: Any) -> 
     first, second = loader.load(1), loader.load(2)
     first.cancel()
     second.cancel()
-    # A later load dispatches after the cancelled ones would have: its call shows what ran.
-    assert await loader.load(3) == 3
+    # Batches start in request order across loaders: once a later loader's load is answered,
+    # this loader's dispatch has run (instead of the original's count of loop iterations).
+    probe = strawberry.DataLoader(load_fn=echo)
+    assert await probe.load("probe") == "probe"
     assert first.cancelled() and second.cancelled()
-    assert load_fn.calls == [[3]]
+    assert load_fn.calls == []
 
 
 @pytest.mark.parametrize("cancel_when", ["queued", "running"])
@@ -316,7 +318,8 @@ async def test_partly_cancelled_batch_still_loads(strawberry: Any) -> None:
     await asyncio.wait([first, third])
     assert (first.result(), third.result()) == (1, 3)
     assert second.cancelled()
-    assert load_fn.calls == [[1, 3]]  # the cancelled key left the batch
+    assert len(load_fn.calls) == 1
+    assert load_fn.calls == [[1, 3]]  # dloader drops the cancelled key (strawberry passed it: [1, 2, 3])
 
 
 async def test_custom_abstract_cache_holds_the_futures(strawberry: Any) -> None:  # mirrors test_cache_override

@@ -21,6 +21,9 @@ Remaining differences:
 - ``load(k)`` twice returns two futures, not the same one (``a == b`` is false); each
   resolves to the same value. aiodataloader's ``test_coalesces_identical_requests`` asserts
   that identity.
+- A key whose every load was cancelled before its batch started is left out of the
+  ``batch_load_fn`` call (aiodataloader passed it), and a batch with no load left waiting
+  is not run at all.
 - ``prime(k, v)`` while ``k`` is queued but not yet dispatched answers its loads with ``v``
   (dloader never lets a prime race a fetch); aiodataloader ignored the prime and loaded it.
 - ``batch=False`` loads each key in its own call, as aiodataloader does, but the call starts

@@ -19,6 +19,8 @@ Remaining differences:
 
 - ``load(k)`` twice returns two futures, not the same one (``a is b`` is false); each
   resolves to the same value.
+- A key whose every load was cancelled before its batch started is left out of the
+  ``load_fn`` call (strawberry passed it, unless every key of the batch was cancelled).
 - A whole-batch failure (``load_fn`` raising) is not cached: the next load retries.
   strawberry cached those rejected futures until cleared.
 - ``clear(k)`` / ``clear_many`` of a key that is not cached does nothing; strawberry's
