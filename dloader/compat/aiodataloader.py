@@ -66,13 +66,13 @@ class DataLoader(_CoreLoader[_K, _V]):
     """aiodataloader's ``DataLoader``: same arguments, overrides and results, dloader's batching and futures."""
 
     # Given as arguments or defined as methods by a subclass, as in aiodataloader (annotations only).
-    batch_load_fn: Callable[[list[_K]], Coroutine[Any, Any, list[_V]]]
+    batch_load_fn: Callable[[list[_K]], Coroutine[Any, Any, Iterable[_V | Exception]]]
     get_cache_key: Callable[[_K], Any]
     batch: bool
 
     def __init__(
         self,
-        batch_load_fn: Callable[[list[_K]], Coroutine[Any, Any, list[_V]]] | None = None,
+        batch_load_fn: Callable[[list[_K]], Coroutine[Any, Any, Iterable[_V | Exception]]] | None = None,
         batch: bool | None = None,
         max_batch_size: int | None = None,
         cache: bool | None = None,
