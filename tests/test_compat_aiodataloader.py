@@ -5,7 +5,9 @@ cache=False, cache_map of futures, chaining, argument errors, and the fixes it k
 from __future__ import annotations
 
 import asyncio
+import gc
 import warnings
+import weakref
 from typing import Any
 
 import pytest
@@ -181,3 +183,31 @@ def test_created_outside_a_loop_used_by_two_loops_without_warnings(aiodataloader
             finally:
                 loop.close()
     assert calls == [[1], [2]]
+
+
+@pytest.mark.parametrize("variant", ["function", "subclass", "cache_map", "no cache"])
+async def test_a_dropped_loader_is_freed_without_the_garbage_collector(aiodataloader: Any, variant: str) -> None:
+    # As a core loader: the shim hands the core nothing that refers back to the loader.
+    class Subclass(aiodataloader.DataLoader):  # type: ignore[misc, name-defined]
+        async def batch_load_fn(self, keys: list[int]) -> list[int]:
+            return keys
+
+        def get_cache_key(self, key: int) -> int:
+            return key
+
+    async def batch_load_fn(keys: list[int]) -> list[int]:
+        return keys
+
+    options: dict[str, Any] = (
+        {"cache_map": {}} if variant == "cache_map" else {"cache": False} if variant == "no cache" else {}
+    )
+    gc.disable()
+    try:
+        loader = Subclass() if variant == "subclass" else aiodataloader.DataLoader(batch_load_fn, **options)
+        assert await loader.load(1) == 1
+        assert await loader.load_many([1, 2]) == [1, 2]
+        dropped = weakref.ref(loader)
+        del loader
+        assert dropped() is None
+    finally:
+        gc.enable()

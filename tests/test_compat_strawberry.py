@@ -6,6 +6,8 @@ Each test names the original it mirrors; every original is accounted for below. 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -441,6 +443,10 @@ async def test_assigning_a_cache_map(strawberry: Any) -> None:
     assert load_fn.calls == [[1]]
     with pytest.raises(TypeError, match="AbstractCache"):
         loader.cache_map = {}
+    plain = strawberry.DataLoader(load_fn=echo)
+    plain.cache_map = plain.cache_map  # its own default view: nothing changes
+    assert await plain.load(2) == 2
+    assert plain.cache_map.get(2).result() == 2
 
 
 async def test_each_callers_cancellation_is_its_own(strawberry: Any) -> None:
@@ -458,3 +464,24 @@ async def test_each_callers_cancellation_is_its_own(strawberry: Any) -> None:
     release.set()
     assert await staying == 1
     assert await loader.load_many([1, 1]) == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"cache": False}, {"cache_key_fn": str}], ids=["default", "no cache", "key fn"]
+)
+async def test_a_dropped_loader_is_freed_without_the_garbage_collector(
+    strawberry: Any, options: dict[str, Any]
+) -> None:
+    # As a core loader: the shim hands the core nothing that refers back to the loader.
+    gc.disable()
+    try:
+        loader = strawberry.DataLoader(load_fn=echo, **options)
+        if not options:
+            loader.cache_map = strawberry.DefaultCache()
+        assert await loader.load(1) == 1
+        assert await loader.load_many([1, 2]) == [1, 2]
+        dropped = weakref.ref(loader)
+        del loader
+        assert dropped() is None
+    finally:
+        gc.enable()

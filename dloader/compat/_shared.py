@@ -6,10 +6,11 @@ Nothing here depends on the DataLoader twin a shim builds on.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-__all__ = ("FutureCacheView", "Occurrence", "loop_for_futures", "occurrence_key")
+__all__ = ("FutureCacheView", "Occurrence", "OccurrenceTracker", "WeakMethodCall", "loop_for_futures", "occurrence_key")
 
 _MISSING: Any = object()
 
@@ -34,6 +35,47 @@ class Occurrence:
 def occurrence_key(key: Any) -> Any:
     """cache_key_fn of a loader without cache: a new Occurrence per load (an Occurrence stays itself)."""
     return key if type(key) is Occurrence else Occurrence(key)
+
+
+class OccurrenceTracker:
+    """cache_key_fn of a strawberry loader without cache: ``occurrence_key`` that remembers the live ones.
+
+    strawberry's ``prime`` answers the queued loads of a key even without a cache; this finds
+    them. Occurrences are held weakly: the core drops them when their batch ends.
+    """
+
+    __slots__ = ("live",)
+
+    def __init__(self) -> None:
+        self.live: weakref.WeakSet[Occurrence] = weakref.WeakSet()
+
+    def __call__(self, key: Any) -> Any:
+        if type(key) is Occurrence:
+            return key
+        occurrence = Occurrence(key)
+        self.live.add(occurrence)
+        return occurrence
+
+
+class WeakMethodCall:
+    """Calls ``function(loader, argument)`` for a loader held weakly.
+
+    What a shim hands the core instead of a bound method of itself: a bound method would make a
+    reference cycle, and a dropped loader would wait for the garbage collector (a core loader is
+    freed at once). The core only calls it while the loader is alive (a batch holds its loader).
+    """
+
+    __slots__ = ("loader", "function")
+
+    def __init__(self, loader: Any, function: Callable[[Any, Any], Any]) -> None:
+        self.loader = weakref.ref(loader)
+        self.function = function
+
+    def __call__(self, argument: Any) -> Any:
+        loader = self.loader()
+        if loader is None:  # pragma: no cover -- the core calls it only from a live loader
+            raise RuntimeError("the loader was garbage-collected")
+        return self.function(loader, argument)
 
 
 def loop_for_futures(given: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:

@@ -95,8 +95,11 @@ class DataLoader(_CoreLoader[_K, _V]):
         if get_cache_key is not None:
             self.get_cache_key = get_cache_key
             core_key_fn = get_cache_key
-        elif "get_cache_key" in self.__dict__ or hasattr(type(self), "get_cache_key"):
-            core_key_fn = self.get_cache_key
+        elif "get_cache_key" in self.__dict__:  # a subclass's __init__ assigned one
+            core_key_fn = self.__dict__["get_cache_key"]
+        elif hasattr(type(self), "get_cache_key"):  # a subclass's method, called on the loader held weakly
+            method: Any = type(self).get_cache_key
+            core_key_fn = _shared.WeakMethodCall(self, method)
         else:
             self.get_cache_key = _same_key
         if not cache:
@@ -105,10 +108,10 @@ class DataLoader(_CoreLoader[_K, _V]):
         if cache_map is not None:
             core_cache_map = _shared.FutureCacheView(
                 cache_map.get, cache_map.__setitem__, cache_map.__delitem__, cache_map.clear, cache_map.__iter__,
-                self._future_loop,
+                partial(_shared.loop_for_futures, loop),
             )  # fmt: skip
         super().__init__(
-            self._call_batch_load_fn,
+            _shared.WeakMethodCall(self, _call_batch_load_fn),
             1 if not self.batch else max_batch_size or None,
             bool(cache),
             loop,
@@ -181,31 +184,29 @@ class DataLoader(_CoreLoader[_K, _V]):
                 return cls.__dict__[name]
         return _CLASS_DEFAULTS[name]
 
-    def _future_loop(self) -> asyncio.AbstractEventLoop:
-        return _shared.loop_for_futures(self._given_loop)
 
-    async def _call_batch_load_fn(self, keys: list[_K]) -> list[Any]:
-        """One batch: aiodataloader's contract (a coroutine of an iterable, one result per key)."""
-        coroutine = self.batch_load_fn(keys)
-        if not coroutine or not iscoroutine(coroutine):
-            raise TypeError(
-                "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
-                f"Future<Iterable<value>>, but the function did not return a Coroutine: {coroutine}."
-            )
-        values = await coroutine
-        if not isinstance(values, Iterable):
-            raise TypeError(
-                "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
-                f"Future<Iterable<value>>, but the function did not return a Future of a Iterable: {values}."
-            )
-        values = list(values)
-        if len(values) != len(keys):
-            raise TypeError(
-                "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
-                "Future<Iterable<value>>, but the function did not return a Future of a Iterable with the same "
-                f"length as the Iterable of keys.\n\nKeys:\n{keys}\n\nValues:\n{values}"
-            )
-        return values
+async def _call_batch_load_fn(loader: DataLoader[Any, Any], keys: list[Any]) -> list[Any]:
+    """One batch: aiodataloader's contract (a coroutine of an iterable, one result per key)."""
+    coroutine = loader.batch_load_fn(keys)
+    if not coroutine or not iscoroutine(coroutine):
+        raise TypeError(
+            "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
+            f"Future<Iterable<value>>, but the function did not return a Coroutine: {coroutine}."
+        )
+    values = await coroutine
+    if not isinstance(values, Iterable):
+        raise TypeError(
+            "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
+            f"Future<Iterable<value>>, but the function did not return a Future of a Iterable: {values}."
+        )
+    values = list(values)
+    if len(values) != len(keys):
+        raise TypeError(
+            "DataLoader must be constructed with a function which accepts Iterable<key> and returns "
+            "Future<Iterable<value>>, but the function did not return a Future of a Iterable with the same "
+            f"length as the Iterable of keys.\n\nKeys:\n{keys}\n\nValues:\n{values}"
+        )
+    return values
 
 
 # The core's load, called without a super() lookup: load() is the hot path.

@@ -42,8 +42,8 @@ Remaining differences:
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _shared, core_class
@@ -123,21 +123,22 @@ class DataLoader(_CoreLoader[_K, _V]):
     ) -> None:
         if not callable(load_fn):
             raise TypeError(f"DataLoader: load_fn must be callable, got {type(load_fn).__name__}")
-        self._strawberry_load_fn = load_fn
+        # The core holds nothing that refers back to the loader (no bound methods): no reference cycle.
+        self._batch_call = _StrawberryBatchCall(load_fn)
         self._given_loop = loop
         self._custom_cache = cache_map
         # With cache=False each load is its own cache key; prime() finds the queued ones here.
-        self._occurrences: weakref.WeakSet[_shared.Occurrence] = weakref.WeakSet()
+        self._occurrences = _shared.OccurrenceTracker()
         core_cache_map: Any = None
         core_key_fn: Any = cache_key_fn
         if not cache:
-            core_key_fn = self._occurrence_key
+            core_key_fn = self._occurrences
         elif cache_map is not None:
             # The user's cache applies its own key function to the raw keys, as strawberry's caches do.
             core_key_fn = None
             core_cache_map = self._future_view(cache_map)
         super().__init__(
-            self._call_load_fn,
+            self._batch_call,
             max_batch_size or None,  # strawberry reads 0 as "no limit"
             cache,
             loop,
@@ -151,13 +152,13 @@ class DataLoader(_CoreLoader[_K, _V]):
 
     @property
     def load_fn(self) -> Callable[[list[_K]], Awaitable[Any]]:
-        return self._strawberry_load_fn
+        return self._batch_call.load_fn
 
     @load_fn.setter
     def load_fn(self, value: Callable[[list[_K]], Awaitable[Any]]) -> None:
         if not callable(value):
             raise TypeError(f"DataLoader {self.name!r}: load_fn must be callable, got {type(value).__name__}")
-        self._strawberry_load_fn = value
+        self._batch_call.load_fn = value
 
     @property  # type: ignore[override]
     def cache_map(self) -> AbstractCache[_K, _V]:
@@ -172,6 +173,8 @@ class DataLoader(_CoreLoader[_K, _V]):
         for method in ("get", "set", "delete", "clear"):
             if not callable(getattr(value, method, None)):
                 raise TypeError(f"DataLoader {self.name!r}: cache_map must be an AbstractCache; it has no {method}()")
+        if isinstance(value, _LoaderCache) and value._loader is self:  # its own default view: nothing to change
+            return
         self._custom_cache = value
         _CORE_ATTRIBUTES.cache_map.__set__(self, self._future_view(value))
         if self.cache:
@@ -215,7 +218,7 @@ class DataLoader(_CoreLoader[_K, _V]):
         if self.cache:
             super().prime(key, value, overwrite=force)
             return
-        for occurrence in list(self._occurrences):
+        for occurrence in list(self._occurrences.live):
             if occurrence.key == key:
                 # Answers the load if it is still queued (a running fetch keeps its waiters),
                 # then forgets the value: nothing is cached without a cache.
@@ -229,23 +232,28 @@ class DataLoader(_CoreLoader[_K, _V]):
 
     # ------------------------------------------------------------ internals
 
-    def _occurrence_key(self, key: Any) -> Any:
-        occurrence = _shared.occurrence_key(key)
-        self._occurrences.add(occurrence)
-        return occurrence
-
-    def _future_loop(self) -> asyncio.AbstractEventLoop:
-        return _shared.loop_for_futures(self._given_loop)
-
     def _future_view(self, cache: AbstractCache[_K, _V]) -> _shared.FutureCacheView:
         """The core's cache_map over a user's AbstractCache (which applies its own key function to raw keys)."""
         return _shared.FutureCacheView(
-            cache.get, cache.set, cache.delete, cache.clear, _no_iteration, self._future_loop
+            cache.get,
+            cache.set,
+            cache.delete,
+            cache.clear,
+            _no_iteration,
+            partial(_shared.loop_for_futures, self._given_loop),
         )
 
-    async def _call_load_fn(self, keys: list[_K]) -> list[Any]:
-        """One batch: strawberry's load_fn contract (any awaitable of an iterable, exactly one result per key)."""
-        values = list(await self._strawberry_load_fn(keys))
+
+class _StrawberryBatchCall:
+    """The core's load_fn: one batch under strawberry's contract (any awaitable of an iterable, one result per key)."""
+
+    __slots__ = ("load_fn",)
+
+    def __init__(self, load_fn: Callable[[list[Any]], Awaitable[Any]]) -> None:
+        self.load_fn = load_fn
+
+    async def __call__(self, keys: list[Any]) -> list[Any]:
+        values = list(await self.load_fn(keys))
         if len(values) != len(keys):
             raise WrongNumberOfResultsReturned(expected=len(keys), received=len(values))
         return values
