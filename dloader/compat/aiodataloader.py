@@ -27,7 +27,7 @@ Remaining differences:
 - ``prime(k, v)`` while ``k`` is queued but not yet dispatched answers its loads with ``v``
   (dloader never lets a prime race a fetch); aiodataloader ignored the prime and loaded it.
 - ``batch=False`` loads each key in its own call, as aiodataloader does, but the call starts
-  with the next dispatch (one loop iteration later) rather than at once.
+  with the next dispatch (one loop iteration or more later) rather than at once.
 - A ``cache_map`` you pass receives done futures of values; keys still loading or failed are
   not in it (the loader tracks those), and a pending future you put in it yourself is not
   waited for.
