@@ -133,3 +133,70 @@ async def test_switching_the_import_keeps_results_and_round_trips(loader_cls: ty
     # Per request: one call per loader per level (authors, posts, comments, authors again for
     # post.author with the unknown friend 99 among them).
     assert len(shim_calls) == 4 * concurrent
+
+
+# ---------------------------------------------------------------- strawberry #3606, with a real AsyncSession
+
+
+async def test_task_group_failure_cancels_only_its_own_loads(loader_cls: type) -> None:
+    """A TaskGroup whose sibling fails cancels its own loads only; no query runs on the closed session.
+
+    strawberry #3606: with strawberry's DataLoader the group's cancellation cancelled the future
+    shared with every other caller of the key, and a batch could still run afterwards.
+    """
+    pytest.importorskip("aiosqlite")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    shim = shim_module("strawberry", loader_cls).DataLoader
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    queries: list[tuple[list[int], bool]] = []  # (keys, whether the session was closed by then)
+    session_closed = False
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sqlalchemy.text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"))
+            await connection.execute(sqlalchemy.text("INSERT INTO users VALUES (1, 'ada'), (2, 'grace'), (3, 'linus')"))
+        session = AsyncSession(engine)
+
+        async def load_names(ids: list[int]) -> list[str]:
+            queries.append((list(ids), session_closed))
+            statement = sqlalchemy.text("SELECT id, name FROM users WHERE id IN :ids").bindparams(
+                sqlalchemy.bindparam("ids", expanding=True)
+            )
+            rows = dict((await session.execute(statement, {"ids": ids})).all())
+            return [rows[id_] for id_ in ids]
+
+        loader = shim(load_fn=load_names)
+        elsewhere = loader.load(1)  # a caller outside the group shares key 1
+
+        async def load(key: int) -> str:
+            result: str = await loader.load(key)
+            return result
+
+        async def fail() -> None:
+            raise ValueError("sibling failed")
+
+        async def resolve_in_a_group() -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(load(1))
+                group.create_task(load(2))
+                group.create_task(fail())
+
+        with pytest.raises(ExceptionGroup) as raised:
+            await resolve_in_a_group()
+        assert raised.group_contains(ValueError, match="sibling failed")
+        assert await elsewhere == "ada"  # the group's cancellation did not reach it
+        await session.close()
+        session_closed = True
+        # Batches start in request order across loaders: once a later loader answered, any
+        # batch this loader still had would have run.
+        probe = shim(load_fn=echo)
+        assert await probe.load("probe") == "probe"
+    finally:
+        await engine.dispose()
+    # One query, before the session closed; key 2 was wanted only inside the group: never queried.
+    assert queries == [([1], False)]
+
+
+async def echo(keys: list[Any]) -> list[Any]:
+    return keys
