@@ -742,13 +742,19 @@ cdef class DataLoader:
         if self._value_cache is not None and cache_keys:
             await self._value_cache.delete_many(cache_keys)
 
-    def prime(self, key, value):
+    def prime(self, key, value, *, bint overwrite=True):
         """Store ``value`` for ``key`` (overwriting) and answer the loads of it still queued.
 
         A running fetch of ``key`` is detached. An ``Exception`` instance as ``value``
-        fails the loads of ``key`` with it until it is cleared.
+        fails the loads of ``key`` with it until it is cleared. With ``overwrite=False``
+        nothing changes for a key that has a cached value or failure or a running fetch
+        (a queued key is still answered), as strawberry's and aiodataloader's prime.
         """
         cache_key = self._cache_key(key)
+        if not overwrite and (
+            cache_key in self._cache_map or cache_key in self._errors or cache_key in self._in_flight
+        ):
+            return
         if isinstance(value, Exception):
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
@@ -769,10 +775,10 @@ cdef class DataLoader:
                 else:
                     self._deliver_entry(entry, value)
 
-    def prime_many(self, data):
+    def prime_many(self, data, *, bint overwrite=True):
         """Store every key-value pair of ``data``, as ``prime`` does."""
         for key, value in data.items():
-            self.prime(key, value)
+            self.prime(key, value, overwrite=overwrite)
 
     @cython.binding(True)  # a coroutine function to inspect, as in the pure twin; self checked inside
     async def shutdown(self):

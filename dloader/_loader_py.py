@@ -707,13 +707,19 @@ class DataLoader(Generic[_K, _V]):
         if self._value_cache is not None and cache_keys:
             await self._value_cache.delete_many(cache_keys)
 
-    def prime(self, key: _K, value: _V) -> None:
+    def prime(self, key: _K, value: _V, *, overwrite: bool = True) -> None:
         """Store ``value`` for ``key`` (overwriting) and answer the loads of it still queued.
 
         A running fetch of ``key`` is detached. An ``Exception`` instance as ``value``
-        fails the loads of ``key`` with it until it is cleared.
+        fails the loads of ``key`` with it until it is cleared. With ``overwrite=False``
+        nothing changes for a key that has a cached value or failure or a running fetch
+        (a queued key is still answered), as strawberry's and aiodataloader's prime.
         """
         cache_key = self._cache_key(key)
+        if not overwrite and (
+            cache_key in self._cache_map or cache_key in self._errors or cache_key in self._in_flight
+        ):
+            return
         if isinstance(value, Exception):
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
@@ -734,10 +740,10 @@ class DataLoader(Generic[_K, _V]):
                 else:
                     self._deliver_entry(entry, value)
 
-    def prime_many(self, data: Mapping[_K, _V]) -> None:
+    def prime_many(self, data: Mapping[_K, _V], *, overwrite: bool = True) -> None:
         """Store every key-value pair of ``data``, as ``prime`` does."""
         for key, value in data.items():
-            self.prime(key, value)
+            self.prime(key, value, overwrite=overwrite)
 
     async def shutdown(self) -> ExceptionGroup[Exception] | None:
         """Cancel the scheduled dispatch, running batches and every pending future.

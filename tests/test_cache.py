@@ -346,6 +346,59 @@ async def test_prime_accepts_exceptions_and_none_as_values(loader_cls: type, mak
     assert recorder.batches == []
 
 
+async def test_prime_without_overwrite_keeps_cached_values_and_failures(loader_cls: type, make_recorder: Any) -> None:
+    recorder = make_recorder(lambda key: ValueError(key) if key == "bad" else f"value-of-{key}")
+    loader = loader_cls(recorder, cache_errors=True)
+    assert await loader.load("good") == "value-of-good"
+    with pytest.raises(ValueError):
+        await loader.load("bad")
+    loader.prime("good", "primed", overwrite=False)
+    loader.prime("bad", "primed", overwrite=False)
+    loader.prime_many({"new": "primed", "good": "again"}, overwrite=False)
+    assert await loader.load("good") == "value-of-good"
+    with pytest.raises(ValueError):
+        await loader.load("bad")
+    assert await loader.load("new") == "primed"
+    loader.prime("new", ValueError("later"), overwrite=False)  # a primed value is cached too
+    assert await loader.load("new") == "primed"
+    assert recorder.batches == [["good"], ["bad"]]
+
+
+async def test_prime_without_overwrite_leaves_a_fetch_in_flight_attached(
+    loader_cls: type, make_recorder: Any, spin: Any
+) -> None:
+    recorder = make_recorder(gated=True)
+    loader = loader_cls(recorder)
+    fetching = loader.load("k")
+    await spin(lambda: recorder.calls == 1)
+    loader.prime("k", "primed", overwrite=False)
+    joined = loader.load("k")  # still joins the running fetch: the prime changed nothing
+    recorder.release(0)
+    assert (await fetching, await joined) == ("value-of-'k'", "value-of-'k'")
+    assert loader.cache_map == {"k": "value-of-'k'"}
+    assert recorder.batches == [["k"]]
+
+
+async def test_prime_without_overwrite_answers_queued_loads(loader_cls: type, make_recorder: Any) -> None:
+    recorder = make_recorder()
+    loader = loader_cls(recorder)
+    queued, other = loader.load("k"), loader.load("other")
+    loader.prime("k", "primed", overwrite=False)
+    failed = loader.load("f")
+    loader.prime_many({"f": ValueError("primed failure")}, overwrite=False)
+    assert await queued == "primed"
+    assert await other == "value-of-'other'"
+    with pytest.raises(ValueError, match="primed failure"):
+        await failed
+    assert recorder.batches == [["other"]]
+
+
+async def test_prime_overwrite_must_be_given_by_keyword(loader_cls: type, make_recorder: Any) -> None:
+    loader = loader_cls(make_recorder())
+    with pytest.raises(TypeError):
+        loader.prime("k", "v", False)
+
+
 # ---------------------------------------------------------------- detaching fetches in flight
 
 

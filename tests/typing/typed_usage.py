@@ -13,6 +13,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dloader import IMPLEMENTATION, DataLoader, LoaderRegistry, LoadFunction
+from dloader.compat import aiodataloader as aiodataloader_compat
+from dloader.compat import strawberry as strawberry_compat
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ async def main() -> dict[str, object]:
 
     users.prime(7, User(7, "primed"))
     users.prime_many({8: User(8, "eight")})
+    users.prime(9, User(9, "kept"), overwrite=False)
     users.clear(7)
     users.clear_many([8])
     users.clear_all()
@@ -74,6 +77,14 @@ async def main() -> dict[str, object]:
         registry_user: User = await registry_users.load(2)
     registry_problems: ExceptionGroup[Exception] | None = await loaders.shutdown()
 
+    # The drop-in shims keep their upstream signatures and dloader's types.
+    strawberry_users = strawberry_compat.DataLoader[int, User](load_fn=load_users, max_batch_size=10)
+    strawberry_users.prime(10, User(10, "ten"), force=True)
+    strawberry_user: User = await strawberry_users.load(10)
+    aiodataloader_users = aiodataloader_compat.DataLoader[int, User](load_users, batch=True, cache=True)
+    chained: aiodataloader_compat.DataLoader[int, User] = aiodataloader_users.prime(11, User(11, "eleven")).clear(12)
+    aiodataloader_user: User = await chained.load(11)
+
     problems: ExceptionGroup[Exception] | None = await users.shutdown()
     return {
         "implementation": IMPLEMENTATION,
@@ -86,6 +97,7 @@ async def main() -> dict[str, object]:
         "problems": problems,
         "registry": [registry_user.id, draft_titles, registry_problems],
         "repr": repr(users),
+        "compat": [strawberry_user.id, aiodataloader_user.id],
     }
 
 
