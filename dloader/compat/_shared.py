@@ -78,6 +78,16 @@ class WeakMethodCall:
         return self.function(loader, argument)
 
 
+def running_or_given_loop(given: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+    """The shims' ``loop`` attribute: the running loop, else the ``loop=`` given, else asyncio's current loop."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        if given is not None:
+            return given
+        return asyncio.get_event_loop()
+
+
 def loop_for_futures(given: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
     """The loop a shim creates done futures on: the running one, else the loader's ``loop=``."""
     try:

@@ -183,12 +183,7 @@ class DataLoader(_CoreLoader[_K, _V]):
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The running loop, else the ``loop=`` given, else asyncio's current loop (as strawberry)."""
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            if self._given_loop is not None:
-                return self._given_loop
-            return asyncio.get_event_loop()
+        return _shared.running_or_given_loop(self._given_loop)
 
     # ------------------------------------------------------------ strawberry's methods
 
