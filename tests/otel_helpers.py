@@ -5,6 +5,7 @@ Shared by tests/test_opentelemetry_adapter.py and tests/test_opentelemetry.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import dloader.instrumentation
 
 BATCH_PREFIX = "GraphQL DataLoader Batch"
 
@@ -99,3 +102,20 @@ def link_ids(span: ReadableSpan) -> list[int]:
 
 def parent_id(span: ReadableSpan) -> int | None:
     return None if span.parent is None else span.parent.span_id
+
+
+# ---------------------------------------------------------------- fixtures, imported by the OpenTelemetry tests
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    collected = make_telemetry()
+    yield collected
+    collected.close()
+
+
+@pytest.fixture
+def restore_default() -> Iterator[None]:
+    previous = dloader.instrumentation.get_default()
+    yield
+    dloader.instrumentation.set_default(previous)

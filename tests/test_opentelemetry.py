@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is not installed (extra: test)")
 
 from opentelemetry.trace import StatusCode
-from otel_helpers import Telemetry, link_ids, make_telemetry, parent_id, span_id
+from otel_helpers import Telemetry, link_ids, make_telemetry, parent_id, restore_default, span_id, telemetry  # noqa: F401 -- fixtures
 
 import dloader
 import dloader.instrumentation
@@ -37,20 +36,6 @@ except ImportError:  # the strawberry test skips
     strawberry = None  # type: ignore[assignment]
 
 aiosqlite = pytest.importorskip("aiosqlite", reason="aiosqlite is not installed (extra: test)")
-
-
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    collected = make_telemetry()
-    yield collected
-    collected.close()
-
-
-@pytest.fixture
-def restore_default() -> Iterator[None]:
-    previous = dloader.instrumentation.get_default()
-    yield
-    dloader.instrumentation.set_default(previous)
 
 
 def traced(telemetry: Telemetry, **options: Any) -> OpenTelemetryInstrumentation:

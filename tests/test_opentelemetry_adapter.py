@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,20 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
-from otel_helpers import BATCH_PREFIX, Telemetry, link_ids, make_telemetry, parent_id, span_id
+from otel_helpers import (  # noqa: F401 -- fixtures
+    BATCH_PREFIX,
+    Telemetry,
+    link_ids,
+    make_telemetry,
+    parent_id,
+    restore_default,
+    span_id,
+    telemetry,
+)
 
 import dloader.instrumentation
 from dloader import DataLoader
 from dloader.opentelemetry import DataLoaderInstrumentor, OpenTelemetryInstrumentation, options_from_environment
-
-
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    collected = make_telemetry()
-    yield collected
-    collected.close()
-
-
-@pytest.fixture
-def restore_default() -> Iterator[None]:
-    previous = dloader.instrumentation.get_default()
-    yield
-    dloader.instrumentation.set_default(previous)
 
 
 async def fetch(keys: list[Any]) -> list[Any]:
