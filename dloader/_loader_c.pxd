@@ -45,9 +45,7 @@ cdef class _Dispatcher:
     cdef add(self, DataLoader loader)
     cdef object remove(self, DataLoader loader)
     cdef bint keys_arriving(self) except -1
-    cdef _schedule(self, DataLoader loader)
     cdef _abandon(self)
-    cdef list _take(self)
 
 
 cdef class DataLoader:
@@ -100,7 +98,7 @@ cdef class DataLoader:
         self, object key, object future, object queued, bint many,
         Py_ssize_t hits, Py_ssize_t joined, Py_ssize_t fetched,
     )
-    cdef _schedule(self, object cache_key)
+    cdef _unqueue(self)
     cdef _cancel_queue(self)
     cdef _take_batches(self, list out)
     cdef _add_batch(self, list out, _Batch batch)
@@ -108,8 +106,7 @@ cdef class DataLoader:
     cdef tuple _drop_dead_keys(self, dict queue)
     cdef _start_batch_task(self, _Batch batch)
     cdef _exit_scope(self, object scope, object error, Py_ssize_t failures)
-    cdef Py_ssize_t _resolve(self, _Batch batch, object results) except -1
-    cdef Py_ssize_t _deliver_values(self, list keys, list cache_keys, list entries, list values, list writes) except -1
+    cdef Py_ssize_t _resolve(self, list keys, list cache_keys, list entries, object results, list writes) except -1
     cdef _cache_error(self, object key, object cache_key, object error)
     cdef _watch(self, _Batch batch)
     cdef _unwanted(self, _Batch batch)

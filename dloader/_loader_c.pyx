@@ -214,17 +214,43 @@ cdef class _Dispatcher:
     cdef add(self, DataLoader loader):
         """``loader`` queued its first key; schedule a dispatch if none is."""
         loader._dispatch_seen = 1
-        # Batches start in the context of this first call (a task created at once would too).
-        loader._dispatch_context = _copy_context()
-        # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
-        loader._dispatch_waits = 0 if self.handle is None else -1
+        if self.handle is not None:
+            # Joining a dispatch scheduled earlier: the loader's first look is one iteration
+            # later, and its batches start in a copy of this call's context (the dispatch
+            # runs in the context of the call that scheduled it).
+            loader._dispatch_waits = -1
+            loader._dispatch_context = _copy_context()
+            self.pending.append(loader)
+            return
+        loader._dispatch_waits = 0
+        loader._dispatch_context = None  # the dispatch's own context: a copy of this call's
         self.pending.append(loader)
-        if self.handle is None:
-            try:
-                self._schedule(loader)
-            except BaseException:  # a task factory failed: nothing is scheduled for this key
-                self.pending.remove(loader)
-                raise
+        self.waits = 0
+        loop = self.loop
+        ready = self.ready
+        try:
+            if ready is None or not ready:
+                # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks
+                # one iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
+                loader._batch_counter += 1
+                name = _common.task_name(loader._name, loader._batch_counter)
+                # Not started eagerly: its first step would only yield (the look is one
+                # iteration on). A done callback guards the window before that step instead.
+                self.starting = True
+                try:
+                    task = loop.create_task(self._dispatch_task(loader), name=name)
+                finally:
+                    self.starting = False
+                task.add_done_callback(self._task_done)
+                self.handle = task
+                self.guarded = True
+            else:
+                # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
+                self.handle = loop.call_at(loop.time(), self._check)
+        except BaseException:  # a task factory failed: nothing is scheduled for this key
+            self.pending.remove(loader)
+            loader._unqueue()
+            raise
 
     cdef object remove(self, DataLoader loader):
         """``loader`` has nothing queued any more; returns a dispatch task this cancelled."""
@@ -264,34 +290,13 @@ cdef class _Dispatcher:
             return True
         return False
 
-    cdef _schedule(self, DataLoader loader):
-        self.waits = 0
-        ready = self.ready
-        loop = self.loop
-        if ready is None or not ready:
-            # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks one
-            # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
-            loader._batch_counter += 1
-            name = _common.task_name(loader._name, loader._batch_counter)
-            # Not started eagerly: its first step would only yield (the look is one iteration
-            # on). A done callback guards the window before that step instead.
-            self.starting = True
-            try:
-                task = loop.create_task(self._dispatch_task(loader), name=name)
-            finally:
-                self.starting = False
-            task.add_done_callback(self._task_done)
-            self.handle = task
-            self.guarded = True
-        else:
-            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
-            self.handle = loop.call_at(loop.time(), self._check)
-
     async def _dispatch_task(self, DataLoader owner):
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         _check_self(self, _Dispatcher)
         loop = self.loop
-        task = _current_task(loop)
+        # Until this first step, the scheduled dispatch is this task (an eager task factory
+        # runs the step inside create_task, before add() has recorded it).
+        task = _current_task(loop) if self.starting else self.handle
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
             task.remove_done_callback(self._task_done)
@@ -312,7 +317,13 @@ cdef class _Dispatcher:
             if self.handle is task:
                 self._abandon()
             raise
-        batches = self._take()
+        # Take every pending loader's batches (inline: one call less for a lone load).
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        cdef list batches = []
+        for loader in pending:
+            (<DataLoader>loader)._take_batches(batches)
         cdef _Batch batch
         if len(batches) == 1 and (<_Batch>batches[0]).loader is owner:
             batch = <_Batch>batches[0]  # a lone batch runs in this task, named after its loader
@@ -339,18 +350,14 @@ cdef class _Dispatcher:
             loop = self.loop
             self.handle = loop.call_at(loop.time(), self._check)
             return
-        batches = self._take()
-        if batches:
-            self._start(batches, 0)
-
-    cdef list _take(self):
         pending = self.pending
         self.pending = []
         self.handle = None
         cdef list batches = []
         for loader in pending:
             (<DataLoader>loader)._take_batches(batches)
-        return batches
+        if batches:
+            self._start(batches, 0)
 
     def _start(self, list batches not None, Py_ssize_t index):
         """Start batches in order; after an interrupt the rest start in the next iteration."""
@@ -597,7 +604,7 @@ cdef class DataLoader:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
                     if len(queue) == 1:  # the first key: every bookkeeping is done, schedule
-                        self._schedule(cache_key)
+                        self._dispatcher.add(self)
                     if self._observed:
                         self._observe(key, future, cache_key, False, 0, 0, 1)
                     return future
@@ -626,6 +633,7 @@ cdef class DataLoader:
         cdef list failed
         cdef Py_ssize_t index = 0
         cdef Py_ssize_t count, hits, joined = 0
+        cdef bint schedule = False
         cdef _Collector collector
         cdef dict queue
         cdef dict in_flight
@@ -684,7 +692,6 @@ cdef class DataLoader:
         queue = self._queue
         in_flight = self._in_flight
         queued_keys = [] if self._instrumentation is not None else None
-        schedule = _MISSING
         for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
@@ -697,12 +704,12 @@ cdef class DataLoader:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key_list[index]
                     if len(queue) == 1:
-                        schedule = cache_key
+                        schedule = True
                     continue
             joined += 1
             self._join(entry, waiter)
-        if schedule is not _MISSING:  # every key is queued: now the dispatch may be scheduled
-            self._schedule(schedule)
+        if schedule:  # every key is queued: now the dispatch may be scheduled
+            self._dispatcher.add(self)
         if collector.remaining == 0 and not future.done():
             future.set_result(results)
         if self._observed:
@@ -751,18 +758,19 @@ cdef class DataLoader:
         (a queued key is still answered), as strawberry's and aiodataloader's prime.
         """
         cache_key = self._cache_key(key)
-        if not overwrite and (
-            cache_key in self._cache_map or cache_key in self._errors or cache_key in self._in_flight
-        ):
+        in_flight = self._in_flight
+        if not overwrite and (cache_key in self._cache_map or cache_key in self._errors or cache_key in in_flight):
             return
-        if isinstance(value, Exception):
+        cdef bint failure = isinstance(value, Exception)
+        if failure:
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
         else:
             self._cache_map[cache_key] = value
             if self._errors:
                 self._errors.pop(cache_key, None)
-        self._in_flight.pop(cache_key, None)
+        if in_flight:
+            in_flight.pop(cache_key, None)
         queue = self._queue
         if queue:
             entry = queue.pop(cache_key, _MISSING)
@@ -770,7 +778,7 @@ cdef class DataLoader:
                 self._queue_keys.pop(cache_key, None)
                 if not queue:
                     self._dispatcher.remove(self)
-                if isinstance(value, Exception):
+                if failure:
                     self._fail_entry(entry, value)
                 else:
                     self._deliver_entry(entry, value)
@@ -958,16 +966,16 @@ cdef class DataLoader:
 
     # ------------------------------------------------------------ dispatch
 
-    cdef _schedule(self, object cache_key):
-        """The first key is queued: schedule the dispatch (a task factory may run here)."""
-        try:
-            self._dispatcher.add(self)
-        except BaseException:
-            entry = self._queue.pop(cache_key)
-            self._queue_keys.pop(cache_key, None)
-            self._more_waiters.pop(entry, None)
-            self._tokens.clear()
-            raise
+    cdef _unqueue(self):
+        """Scheduling the dispatch failed (a task factory raised): the queue, which held only
+        the keys of the failing call, is emptied (nothing was handed out for them)."""
+        queue = self._queue
+        self._queue = {}
+        self._queue_keys = {}
+        self._tokens = []
+        more_waiters = self._more_waiters
+        for entry in queue.values():
+            more_waiters.pop(entry, None)
 
     cdef _cancel_queue(self):
         queue = self._queue
@@ -1015,7 +1023,7 @@ cdef class DataLoader:
         size = self._batch_limit
         if count <= size:
             self._add_batch(
-                out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else tokens)
+                out, _new_batch(self, keys, cache_keys, entries, [item[1] for item in tokens] if tokens else [])
             )
         else:
             for start in range(0, count, size):
@@ -1036,6 +1044,8 @@ cdef class DataLoader:
             batch.running = True
             out.append(batch)
         else:
+            if batch.context is None:  # it starts later, from another task: keep the dispatch's context
+                batch.context = _copy_context()
             self._waiting.append(batch)
 
     cdef bint _is_live(self, object entry) except -1:
@@ -1083,6 +1093,7 @@ cdef class DataLoader:
         cdef PyObject *step
         cdef PySendResult status
         cdef Py_ssize_t failures = 0
+        cdef list writes
         scope = None
         error = None
         if batch.guarded:  # past the first step: the guard would only add a callback to the loop
@@ -1145,7 +1156,10 @@ cdef class DataLoader:
                     raise
                 return
             try:
-                failures = self._resolve(batch, results)
+                writes = [] if self._value_cache is not None and self._cache else None
+                failures = self._resolve(batch.keys, batch.cache_keys, batch.entries, results, writes)
+                if writes:
+                    self._schedule_cache_call("set_many", writes)
             except Exception as exception:  # a bad result shape: raised before any waiter is answered
                 error = exception
                 self._fail_batch(batch, exception)
@@ -1162,13 +1176,15 @@ cdef class DataLoader:
         except Exception as exception:
             _common.log_cache_failure(self._name, "instrumentation.exit", exception)
 
-    cdef Py_ssize_t _resolve(self, _Batch batch, object results) except -1:
-        """Answer the batch's waiters with load_fn's results; return the number of failed keys."""
-        cdef list keys = batch.keys
-        cdef list cache_keys = batch.cache_keys
+    cdef Py_ssize_t _resolve(
+        self, list keys, list cache_keys, list entries, object results, list writes
+    ) except -1:
+        """Answer waiters with load_fn's (or the value cache's) results; return the number of failed keys.
+
+        A bad result shape raises before any waiter is answered. Cached values are also
+        appended to ``writes`` (for the value cache) when it is a list.
+        """
         cdef list values
-        cdef list writes
-        cdef Py_ssize_t failures
         if type(results) is list:
             values = <list>results
         elif type(results) is tuple:
@@ -1179,15 +1195,6 @@ cdef class DataLoader:
             )
         if len(values) != len(cache_keys):
             raise _common.wrong_length_error(self._name, len(cache_keys), len(values))
-        writes = [] if self._value_cache is not None and self._cache else None
-        failures = self._deliver_values(keys, cache_keys, batch.entries, values, writes)
-        if self._counting:
-            self._key_failures += failures
-        if writes:
-            self._schedule_cache_call("set_many", writes)
-        return failures
-
-    cdef Py_ssize_t _deliver_values(self, list keys, list cache_keys, list entries, list values, list writes) except -1:
         cdef dict in_flight = self._in_flight
         cdef dict more_waiters = self._more_waiters
         cdef object cache_map = self._cache_map if self._cache else None
@@ -1229,6 +1236,8 @@ cdef class DataLoader:
                 if more is not None:
                     for waiter in <list>more:
                         _deliver(waiter, value)
+        if failures and self._counting:
+            self._key_failures += failures
         return failures
 
     cdef _cache_error(self, object key, object cache_key, object error):
@@ -1365,7 +1374,7 @@ cdef class DataLoader:
         if hit_entries:
             if self._counting:
                 self._value_cache_hits += len(hit_entries)
-            self._deliver_values(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
+            self._resolve(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
         batch.keys = miss_keys
         batch.cache_keys = miss_cache_keys
         batch.entries = miss_entries

@@ -186,17 +186,43 @@ class _Dispatcher:
     def add(self, loader: DataLoader[Any, Any]) -> None:
         """``loader`` queued its first key; schedule a dispatch if none is."""
         loader._dispatch_seen = 1
-        # Batches start in the context of this first call (a task created at once would too).
-        loader._dispatch_context = _copy_context()
-        # A loader joining a dispatch scheduled earlier gets its first look one iteration later.
-        loader._dispatch_waits = 0 if self.handle is None else -1
+        if self.handle is not None:
+            # Joining a dispatch scheduled earlier: the loader's first look is one iteration
+            # later, and its batches start in a copy of this call's context (the dispatch
+            # runs in the context of the call that scheduled it).
+            loader._dispatch_waits = -1
+            loader._dispatch_context = _copy_context()
+            self.pending.append(loader)
+            return
+        loader._dispatch_waits = 0
+        loader._dispatch_context = None  # the dispatch's own context: a copy of this call's
         self.pending.append(loader)
-        if self.handle is None:
-            try:
-                self._schedule(loader)
-            except BaseException:  # a task factory failed: nothing is scheduled for this key
-                self.pending.remove(loader)
-                raise
+        self.waits = 0
+        loop = self.loop
+        ready = self.ready
+        try:
+            if ready is None or not ready:
+                # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks
+                # one iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
+                loader._batch_counter += 1
+                name = _common.task_name(loader._name, loader._batch_counter)
+                # Not started eagerly: its first step would only yield (the look is one
+                # iteration on). A done callback guards the window before that step instead.
+                self.starting = True
+                try:
+                    task = loop.create_task(self._dispatch_task(loader), name=name)
+                finally:
+                    self.starting = False
+                task.add_done_callback(self._task_done)
+                self.handle = task
+                self.guarded = True
+            else:
+                # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
+                self.handle = loop.call_at(loop.time(), self._check)
+        except BaseException:  # a task factory failed: nothing is scheduled for this key
+            self.pending.remove(loader)
+            loader._unqueue()
+            raise
 
     def remove(self, loader: DataLoader[Any, Any]) -> Task[Any] | None:
         """``loader`` has nothing queued any more; returns a dispatch task this cancelled."""
@@ -236,35 +262,15 @@ class _Dispatcher:
             return True
         return False
 
-    def _schedule(self, loader: DataLoader[Any, Any]) -> None:
-        self.waits = 0
-        ready = self.ready
-        if ready is None or not ready:
-            # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks one
-            # iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
-            loader._batch_counter += 1
-            name = _common.task_name(loader._name, loader._batch_counter)
-            # Not started eagerly: its first step would only yield (the look is one iteration
-            # on). A done callback guards the window before that step instead.
-            self.starting = True
-            try:
-                task = self.loop.create_task(self._dispatch_task(loader), name=name)
-            finally:
-                self.starting = False
-            task.add_done_callback(self._task_done)
-            self.handle = task
-            self.guarded = True
-        else:
-            # A busy asyncio loop: a 0-delay timer fires after this iteration's callbacks.
-            self.handle = self.loop.call_at(self.loop.time(), self._check)
-
     async def _dispatch_task(self, owner: DataLoader[Any, Any]) -> None:
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         loop = self.loop
-        task = _current_task(loop)
+        # Until this first step, the scheduled dispatch is this task (an eager task factory
+        # runs the step inside create_task, before add() has recorded it).
+        task = _current_task(loop) if self.starting else self.handle
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
-            task.remove_done_callback(self._task_done)  # type: ignore[union-attr]
+            task.remove_done_callback(self._task_done)
         try:
             if self.starting:  # an application's eager task factory started it inside load()
                 await _yield_once()  # look one iteration on, as a task's first step does
@@ -282,7 +288,13 @@ class _Dispatcher:
             if self.handle is task:
                 self._abandon()
             raise
-        batches = self._take()
+        # Take every pending loader's batches (inline: one call less for a lone load).
+        pending = self.pending
+        self.pending = []
+        self.handle = None
+        batches: list[_Batch] = []
+        for loader in pending:
+            loader._take_batches(batches)
         if len(batches) == 1 and batches[0].loader is owner:
             batch = batches[0]  # a lone batch runs in this task, named after its loader
             batch.task = task
@@ -307,18 +319,14 @@ class _Dispatcher:
         if self.keys_arriving() and self.ready:  # an idle loop can bring no more keys before the next I/O
             self.handle = self.loop.call_at(self.loop.time(), self._check)
             return
-        batches = self._take()
-        if batches:
-            self._start(batches, 0)
-
-    def _take(self) -> list[_Batch]:
         pending = self.pending
         self.pending = []
         self.handle = None
         batches: list[_Batch] = []
         for loader in pending:
             loader._take_batches(batches)
-        return batches
+        if batches:
+            self._start(batches, 0)
 
     def _start(self, batches: list[_Batch], index: int) -> None:
         """Start batches in order; after an interrupt the rest start in the next iteration."""
@@ -581,7 +589,7 @@ class DataLoader(Generic[_K, _V]):
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key
                     if len(queue) == 1:  # the first key: every bookkeeping is done, schedule
-                        self._schedule(cache_key)
+                        self._dispatcher.add(self)  # type: ignore[union-attr]
                     if self._observed:
                         self._observe(key, future, cache_key, False, 0, 0, 1)
                     return future
@@ -651,7 +659,7 @@ class DataLoader(Generic[_K, _V]):
         in_flight = self._in_flight
         joined = 0
         queued_keys: list[Any] | None = [] if self._instrumentation is not None else None
-        schedule = _NOTHING
+        schedule = False
         for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
@@ -664,12 +672,12 @@ class DataLoader(Generic[_K, _V]):
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = keys[index]
                     if len(queue) == 1:
-                        schedule = cache_key
+                        schedule = True
                     continue
             joined += 1
             self._join(entry, waiter)
-        if schedule is not _NOTHING:  # every key is queued: now the dispatch may be scheduled
-            self._schedule(schedule)
+        if schedule:  # every key is queued: now the dispatch may be scheduled
+            self._dispatcher.add(self)  # type: ignore[union-attr]
         if collector.remaining == 0 and not future.done():
             future.set_result(results)
         if self._observed:
@@ -715,19 +723,21 @@ class DataLoader(Generic[_K, _V]):
         nothing changes for a key that has a cached value or failure or a running fetch
         (a queued key is still answered), as strawberry's and aiodataloader's prime.
         """
-        cache_key = self._cache_key(key)
-        if not overwrite and (
-            cache_key in self._cache_map or cache_key in self._errors or cache_key in self._in_flight
-        ):
+        cache_key_fn = self._cache_key_fn
+        cache_key = key if cache_key_fn is None else cache_key_fn(key)
+        in_flight = self._in_flight
+        if not overwrite and (cache_key in self._cache_map or cache_key in self._errors or cache_key in in_flight):
             return
-        if isinstance(value, Exception):
+        failure = isinstance(value, Exception)
+        if failure:
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
         else:
             self._cache_map[cache_key] = value
             if self._errors:
                 self._errors.pop(cache_key, None)
-        self._in_flight.pop(cache_key, None)
+        if in_flight:
+            in_flight.pop(cache_key, None)
         queue = self._queue
         if queue:
             entry = queue.pop(cache_key, _NOTHING)
@@ -735,7 +745,7 @@ class DataLoader(Generic[_K, _V]):
                 self._queue_keys.pop(cache_key, None)
                 if not queue:
                     self._dispatcher.remove(self)  # type: ignore[union-attr]
-                if isinstance(value, Exception):
+                if failure:
                     self._fail_entry(entry, value)
                 else:
                     self._deliver_entry(entry, value)
@@ -918,16 +928,16 @@ class DataLoader(Generic[_K, _V]):
 
     # ------------------------------------------------------------ dispatch
 
-    def _schedule(self, cache_key: Any) -> None:
-        """The first key is queued: schedule the dispatch (a task factory may run here)."""
-        try:
-            self._dispatcher.add(self)  # type: ignore[union-attr]
-        except BaseException:
-            entry = self._queue.pop(cache_key)
-            self._queue_keys.pop(cache_key, None)
-            self._more_waiters.pop(entry, None)
-            self._tokens.clear()
-            raise
+    def _unqueue(self) -> None:
+        """Scheduling the dispatch failed (a task factory raised): the queue, which held only
+        the keys of the failing call, is emptied (nothing was handed out for them)."""
+        queue = self._queue
+        self._queue = {}
+        self._queue_keys = {}
+        self._tokens = []
+        more_waiters = self._more_waiters
+        for entry in queue.values():
+            more_waiters.pop(entry, None)
 
     def _cancel_queue(self) -> None:
         queue = self._queue
@@ -963,7 +973,11 @@ class DataLoader(Generic[_K, _V]):
             return
         self._in_flight.update(zip(cache_keys, entries))
         size = self._batch_limit
-        if count <= size:
+        if count <= size and self._max_concurrent_batches is None:  # the common case, inline
+            batch = _Batch(self, keys, cache_keys, entries, [token for _, token in tokens] if tokens else [])
+            self._batches.add(batch)
+            out.append(batch)
+        elif count <= size:
             self._add_batch(out, _Batch(self, keys, cache_keys, entries, [token for _, token in tokens]))
         else:
             for start in range(0, count, size):
@@ -984,6 +998,8 @@ class DataLoader(Generic[_K, _V]):
             batch.running = True
             out.append(batch)
         else:
+            if batch.context is None:  # it starts later, from another task: keep the dispatch's context
+                batch.context = _copy_context()
             self._waiting.append(batch)
 
     def _is_live(self, entry: Any) -> bool:
@@ -1091,7 +1107,10 @@ class DataLoader(Generic[_K, _V]):
                     raise
                 return
             try:
-                failures = self._resolve(batch, results)
+                writes: list[tuple[Any, Any]] | None = [] if self._value_cache is not None and self._cache else None
+                failures = self._resolve(batch.keys, batch.cache_keys, batch.entries, results, writes)
+                if writes:
+                    self._schedule_cache_call("set_many", writes)
             except Exception as exception:  # a bad result shape: raised before any waiter is answered
                 error = exception
                 self._fail_batch(batch, exception)
@@ -1108,38 +1127,31 @@ class DataLoader(Generic[_K, _V]):
         except Exception as exception:
             _common.log_cache_failure(self._name, "instrumentation.exit", exception)
 
-    def _resolve(self, batch: _Batch, results: Any) -> int:
-        """Answer the batch's waiters with load_fn's results; return the number of failed keys."""
-        keys = batch.keys
-        cache_keys = batch.cache_keys
+    def _resolve(
+        self,
+        keys: list[Any],
+        cache_keys: list[Any],
+        entries: list[Any],
+        results: Any,
+        writes: list[tuple[Any, Any]] | None,
+    ) -> int:
+        """Answer waiters with load_fn's (or the value cache's) results; return the number of failed keys.
+
+        A bad result shape raises before any waiter is answered. Cached values are also
+        appended to ``writes`` (for the value cache) when it is a list.
+        """
         if type(results) is not list and type(results) is not tuple:
             results = _common.results_as_list(
                 self._name, keys, keys if self._cache_key_fn is None else cache_keys, results
             )
         elif len(results) != len(cache_keys):
             raise _common.wrong_length_error(self._name, len(cache_keys), len(results))
-        writes: list[tuple[Any, Any]] | None = [] if self._value_cache is not None and self._cache else None
-        failures = self._deliver_values(keys, cache_keys, batch.entries, results, writes)
-        if self._counters is not None:
-            self._counters.key_failures += failures
-        if writes:
-            self._schedule_cache_call("set_many", writes)
-        return failures
-
-    def _deliver_values(
-        self,
-        keys: list[Any],
-        cache_keys: list[Any],
-        entries: list[Any],
-        values: Any,
-        writes: list[tuple[Any, Any]] | None,
-    ) -> int:
         in_flight = self._in_flight
         more_waiters = self._more_waiters
         cache_map = self._cache_map if self._cache else None
         failures = 0
         index = -1
-        for cache_key, entry, value in zip(cache_keys, entries, values):
+        for cache_key, entry, value in zip(cache_keys, entries, results):
             index += 1
             attached = in_flight.pop(cache_key, None)
             if attached is not entry:
@@ -1173,6 +1185,8 @@ class DataLoader(Generic[_K, _V]):
                 if more is not None:
                     for waiter in more:
                         _deliver(waiter, value)
+        if failures and self._counters is not None:
+            self._counters.key_failures += failures
         return failures
 
     def _cache_error(self, key: Any, cache_key: Any, error: Exception) -> None:
@@ -1312,7 +1326,7 @@ class DataLoader(Generic[_K, _V]):
         if hit_entries:
             if self._counters is not None:
                 self._counters.value_cache_hits += len(hit_entries)
-            self._deliver_values(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
+            self._resolve(hit_keys, hit_cache_keys, hit_entries, hit_values, None)
         batch.keys = miss_keys
         batch.cache_keys = miss_cache_keys
         batch.entries = miss_entries

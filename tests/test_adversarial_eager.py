@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from conftest import SETTLE_LIMIT, Recorder, assert_idle, loader_tasks, settle
 
 
@@ -109,4 +111,39 @@ async def test_load_fn_loading_from_its_own_loader(loader_cls: type) -> None:
         assert await asyncio.gather(loader.load(1), loader.load(2)) == [101, 102]
     assert batches == [[1, 2], [101, 102]]
     await settle(loader)
+    assert_idle(loader)
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["load", "load_many"])
+def test_a_task_factory_that_fails_leaves_nothing_queued(loader_cls: type, loop_factory: Any, many: bool) -> None:
+    """The dispatch is scheduled after every key is queued; when that fails, all of them leave the queue."""
+    recorder = Recorder()
+    loader = loader_cls(recorder)
+
+    def failing_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        coro.close()
+        raise RuntimeError("no tasks today")
+
+    async def main() -> None:
+        # The first step of the main task on a fresh loop: nothing else is ready, so the
+        # dispatch is a task (a busy asyncio loop would use a timer and never call the factory).
+        loop = asyncio.get_running_loop()
+        previous = loop.get_task_factory()
+        loop.set_task_factory(failing_factory)
+        try:
+            with pytest.raises(RuntimeError, match="no tasks today"):
+                if many:
+                    loader.load_many([1, 2, 2, 3])
+                else:
+                    loader.load(1)
+        finally:
+            loop.set_task_factory(previous)
+        assert_idle(loader)
+        async with asyncio.timeout(SETTLE_LIMIT):
+            assert await loader.load_many([1, 2, 3]) == [value_of(1), value_of(2), value_of(3)]
+        assert recorder.batches == [[1, 2, 3]]
+        await settle(loader)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
     assert_idle(loader)
