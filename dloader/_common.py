@@ -471,10 +471,6 @@ def loader_repr(class_name: str, name: str, cached: int, queued: int, in_flight:
     return f"<{class_name} {name!r} cached={cached} queued={queued} in_flight={in_flight}>"
 
 
-def task_name(name: str, counter: int) -> str:
-    return f"dloader:{name}:batch-{counter}"
-
-
 def write_task_name(name: str) -> str:
     return f"dloader:{name}:value-cache"
 

@@ -6,7 +6,7 @@ the shared slow paths and messages live in ``_common``.
 """
 
 cimport cython
-from cpython.dict cimport PyDict_SetItem
+from cpython.dict cimport PyDict_Keys, PyDict_SetItem, PyDict_Values
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport PyObject, Py_XDECREF
 
@@ -233,7 +233,7 @@ cdef class _Dispatcher:
                 # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks
                 # one iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
                 loader._batch_counter += 1
-                name = _common.task_name(loader._name, loader._batch_counter)
+                name = f"dloader:{loader._name}:batch-{loader._batch_counter}"  # README: Semantics
                 # Not started eagerly: its first step would only yield (the look is one
                 # iteration on). A done callback guards the window before that step instead.
                 self.starting = True
@@ -997,8 +997,8 @@ cdef class DataLoader:
         cdef list part
         cdef Py_ssize_t count, start, stop, size
         self._queue = {}
-        cache_keys = list(queue)
-        entries = list(queue.values())
+        cache_keys = PyDict_Keys(queue)
+        entries = PyDict_Values(queue)
         for entry in entries:
             # Cheap test on the first waiter; a done one may still have live joiners.
             if _waiter_done(entry) and not self._is_live(entry):
@@ -1070,7 +1070,7 @@ cdef class DataLoader:
 
     cdef _start_batch_task(self, _Batch batch):
         self._batch_counter += 1
-        name = _common.task_name(self._name, self._batch_counter)
+        name = f"dloader:{self._name}:batch-{self._batch_counter}"
         coroutine = self._run_batch(batch)
         try:
             context = None if batch.context is None else batch.context.copy()
@@ -1111,7 +1111,7 @@ cdef class DataLoader:
                     if scope is not None:
                         scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
-                awaitable = self._load_fn(list(batch.keys))
+                awaitable = self._load_fn(batch.keys[:])
                 if type(awaitable) is _CoroutineType:
                     iterator = awaitable
                 else:

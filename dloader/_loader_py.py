@@ -205,7 +205,7 @@ class _Dispatcher:
                 # An idle asyncio loop, or uvloop (which hides its ready queue): a task looks
                 # one iteration on, then dispatches, and runs a lone batch itself, as 0.1.1 does.
                 loader._batch_counter += 1
-                name = _common.task_name(loader._name, loader._batch_counter)
+                name = f"dloader:{loader._name}:batch-{loader._batch_counter}"  # README: Semantics
                 # Not started eagerly: its first step would only yield (the look is one
                 # iteration on). A done callback guards the window before that step instead.
                 self.starting = True
@@ -1021,7 +1021,7 @@ class DataLoader(Generic[_K, _V]):
 
     def _start_batch_task(self, batch: _Batch) -> None:
         self._batch_counter += 1
-        name = _common.task_name(self._name, self._batch_counter)
+        name = f"dloader:{self._name}:batch-{self._batch_counter}"
         coroutine = self._run_batch(batch)
         try:
             batch.task, batch.guarded = _start_task(
@@ -1064,7 +1064,7 @@ class DataLoader(Generic[_K, _V]):
                     if scope is not None:
                         scope.enter()
                 # A new list: a load_fn that sorts or mutates its argument cannot misroute results.
-                awaitable = self._load_fn(list(batch.keys))
+                awaitable = self._load_fn(batch.keys[:])
                 iterator = (
                     awaitable if type(awaitable) is CoroutineType else _common.await_iterator(self._name, awaitable)
                 )
