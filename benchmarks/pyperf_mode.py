@@ -1,7 +1,6 @@
-"""pyperf mode: one pyperf benchmark per scenario × loop × implementation, run in worker processes.
+"""pyperf mode: one pyperf benchmark per scenario × loop × implementation, in worker processes.
 
-Names look like ``gather-uvloop-python``; ``-o FILE`` writes pyperf JSON for
-``python -m pyperf compare_to old.json new.json``. Values are seconds per key.
+Names look like ``gather-uvloop-python``, values are seconds per key; ``-o FILE`` for compare_to.
 """
 
 from __future__ import annotations
@@ -12,17 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._cli import (
-    RUN_SCRIPT,
-    _flatten,
-    add_options,
-    describe_dloader,
-    forwarded_options,
-    loop_factories,
-    report_environment,
-    resolve_implementations,
-    select_dloader,
-)
+from .implementations import FLOOR, describe_dloader, loop_factories, make_implementations, select_dloader
+from .options import add_options, flatten, forwarded_options, report_environment, resolve_implementations
+from .paired import Settings, run_paired
+from .report import format_table
+from .scenarios import Memory, make_scenarios
 
 
 def _runner_defaults(argv: Sequence[str]) -> dict[str, Any]:
@@ -51,12 +44,14 @@ def _bench_function(scenario: Any, impl: Any) -> Any:
             # peer with a big import graph (strawberry) is not charged for collecting it.
             gc.collect()
             gc.freeze()
-            result = await scenario.run(scenario.prepare(impl))
+            with impl.callers_context():
+                result = await scenario.run(scenario.prepare(impl))
             if result != expected:
                 raise AssertionError(f"{scenario.name} / {impl.name}: wrong result")
             checked.append(True)
             return
-        await scenario.run(scenario.prepare(impl))
+        with impl.callers_context():
+            await scenario.run(scenario.prepare(impl))
 
     return bench
 
@@ -64,13 +59,8 @@ def _bench_function(scenario: Any, impl: Any) -> Any:
 def run_pyperf(argv: Sequence[str]) -> int:
     import pyperf
 
-    from .implementations import FLOOR, OLD, make_implementations
-    from .paired import Settings, run_paired
-    from .report import format_table
-    from .scenarios import Memory, make_scenarios
-
     runner = pyperf.Runner(
-        program_args=(str(RUN_SCRIPT),),
+        program_args=("-m", "benchmarks"),
         add_cmdline_args=lambda cmd, args: cmd.extend(forwarded_options(args)),
         **_runner_defaults(argv),
     )
@@ -85,20 +75,20 @@ def run_pyperf(argv: Sequence[str]) -> int:
     ]
     choice = select_dloader(args.source_tree)
     n = args.n_keys or (100 if args.smoke else 1000)
-    scenarios = [s for s in make_scenarios(_flatten(args.scenario), n) if not isinstance(s, Memory)]
-    memory_wanted = [s for s in make_scenarios(_flatten(args.scenario), n) if isinstance(s, Memory)]
+    scenarios = [s for s in make_scenarios(flatten(args.scenario), n) if not isinstance(s, Memory)]
+    memory_wanted = [s for s in make_scenarios(flatten(args.scenario), n) if isinstance(s, Memory)]
     messages: list[str] = []
     loops = loop_factories(args.loop, messages)
 
     info = describe_dloader(choice)
     if args.worker:
         # The parent passed the implementations it found; import only the one this worker runs.
-        impls = make_implementations(_flatten(args.impl))
+        impls = make_implementations(flatten(args.impl))
     else:
-        impls, skipped, missing = resolve_implementations(_flatten(args.impl), _flatten(args.require), paired=False)
+        impls, skipped, missing = resolve_implementations(flatten(args.impl), flatten(args.require))
         messages += skipped
         args.impl = [[impl.name for impl in impls]]  # forwarded: workers register the same list
-        if not report_environment(info, impls, loops, messages, missing):
+        if not report_environment(info, impls, [name for name, _ in loops], messages, missing):
             return 2
         # Correctness first, in this process: one paired round of every scenario (memory
         # included, since it cannot be a pyperf timing), so a wrong result fails the run.
@@ -138,9 +128,9 @@ def run_pyperf(argv: Sequence[str]) -> int:
 
     if args.worker:
         return 0
-    _print_summary(medians, [name for name, _ in loops], scenarios, impls, FLOOR, OLD)
+    _print_summary(medians, [name for name, _ in loops], scenarios, impls, FLOOR, args.versus)
     if memory_wanted:
-        print(format_table(check, [s.name for s in memory_wanted], [i.name for i in impls]))
+        print(format_table(check, [s.name for s in memory_wanted], [i.name for i in impls], args.versus))
     return 0
 
 
@@ -156,7 +146,8 @@ def _print_summary(
     for loop in loops:
         print()
         print(f"loop={loop}  pyperf medians, ns per key; ratios of medians")
-        header = f"{'scenario':<11} {'implementation':<14} {'ns/key':>9}  {'x floor':>8} {'x 0.1.1':>8}"
+        width = max(14, *(len(impl.name) for impl in impls))
+        header = f"{'scenario':<11} {'implementation':<{width}} {'ns/key':>9}  {'x floor':>8}  x {old}"
         print(header)
         print("-" * len(header))
         for scenario in scenarios:
@@ -168,5 +159,5 @@ def _print_summary(
                     continue
                 to_floor = f"{value / reference_floor:.2f}" if reference_floor else "-"
                 to_old = f"{value / reference_old:.2f}" if reference_old else "-"
-                print(f"{scenario.name:<11} {impl.name:<14} {value:>9.1f}  {to_floor:>8} {to_old:>8}")
+                print(f"{scenario.name:<11} {impl.name:<{width}} {value:>9.1f}  {to_floor:>8}  {to_old}")
             print()
