@@ -1,4 +1,7 @@
-"""The same schema written with strawberry; resolvers delegate to the shared ones."""
+"""The demo's schema written with strawberry, the round-trip check's second executor.
+
+Every resolver delegates to dloader.demo's (they read ``info.context``, which strawberry provides too).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,7 @@ from typing import Any
 
 import strawberry
 
-from . import workload as w
-from .data import AuthorRow, BookRow, ReviewRow, UserRow
-
-__all__ = ("build_strawberry_schema",)
+from dloader import demo
 
 
 @strawberry.type
@@ -18,16 +18,16 @@ class User:
     name: str
 
     @strawberry.field
-    async def friends(root: strawberry.Parent[UserRow], info: strawberry.Info) -> list[User]:
-        return await w.user_friends(root, info.context)  # type: ignore[return-value]
+    async def friends(root: strawberry.Parent[Any], info: strawberry.Info) -> list[User]:
+        return await demo.resolve_friends(root, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    def reviews(root: strawberry.Parent[UserRow], info: strawberry.Info) -> list[Review]:
-        return w.user_reviews(root, info.context)  # type: ignore[no-any-return]
+    def reviews(root: strawberry.Parent[Any], info: strawberry.Info) -> list[Review]:
+        return demo.resolve_user_reviews(root, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def favorite_author(root: strawberry.Parent[UserRow], info: strawberry.Info) -> Author:
-        return await w.user_favorite_author(root, info.context)  # type: ignore[return-value]
+    async def favorite_author(root: strawberry.Parent[Any], info: strawberry.Info) -> Author:
+        return await demo.resolve_favorite_author(root, info)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -36,8 +36,8 @@ class Author:
     name: str
 
     @strawberry.field
-    async def books(root: strawberry.Parent[AuthorRow], info: strawberry.Info) -> list[Book]:
-        return await w.author_books(root, info.context)  # type: ignore[return-value]
+    async def books(root: strawberry.Parent[Any], info: strawberry.Info) -> list[Book]:
+        return await demo.resolve_author_books(root, info)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -46,12 +46,12 @@ class Book:
     title: str
 
     @strawberry.field
-    def author(root: strawberry.Parent[BookRow], info: strawberry.Info) -> Author:
-        return w.book_author(root, info.context)  # type: ignore[no-any-return]
+    def author(root: strawberry.Parent[Any], info: strawberry.Info) -> Author:
+        return demo.resolve_book_author(root, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    def reviews(root: strawberry.Parent[BookRow], info: strawberry.Info) -> list[Review]:
-        return w.book_reviews(root, info.context)  # type: ignore[no-any-return]
+    def reviews(root: strawberry.Parent[Any], info: strawberry.Info) -> list[Review]:
+        return demo.resolve_book_reviews(root, info)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -60,35 +60,35 @@ class Review:
     rating: int
 
     @strawberry.field
-    async def book(root: strawberry.Parent[ReviewRow], info: strawberry.Info) -> Book:
-        return await w.review_book(root, info.context)  # type: ignore[return-value]
+    async def book(root: strawberry.Parent[Any], info: strawberry.Info) -> Book:
+        return await demo.resolve_review_book(root, info)  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def reviewer(root: strawberry.Parent[ReviewRow], info: strawberry.Info) -> User:
-        return await w.review_reviewer(root, info.context)  # type: ignore[return-value]
+    async def reviewer(root: strawberry.Parent[Any], info: strawberry.Info) -> User:
+        return await demo.resolve_reviewer(root, info)  # type: ignore[no-any-return]
 
 
 @strawberry.type
 class Query:
     @strawberry.field
     def books(self, info: strawberry.Info, first: int) -> list[Book]:
-        return w.query_books(info.context, first)  # type: ignore[return-value]
+        return demo.resolve_books(None, info, first)  # type: ignore[return-value]
 
     @strawberry.field
     def authors(self, info: strawberry.Info, first: int) -> list[Author]:
-        return w.query_authors(info.context, first)  # type: ignore[return-value]
+        return demo.resolve_authors(None, info, first)  # type: ignore[return-value]
 
     @strawberry.field
     def users(self, info: strawberry.Info, first: int) -> list[User]:
-        return w.query_users(info.context, first)  # type: ignore[return-value]
+        return demo.resolve_users(None, info, first)  # type: ignore[return-value]
 
     @strawberry.field
     def reviews(self, info: strawberry.Info, first: int) -> list[Review]:
-        return w.query_reviews(info.context, first)  # type: ignore[return-value]
+        return demo.resolve_reviews(None, info, first)  # type: ignore[return-value]
 
     @strawberry.field
     async def user(self, info: strawberry.Info, id: int) -> User | None:
-        return await w.query_user(info.context, id)  # type: ignore[return-value]
+        return await demo.resolve_user(None, info, id)  # type: ignore[no-any-return]
 
 
 def build_strawberry_schema() -> Any:
