@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .implementations import FLOOR, describe_dloader, loop_factories, make_implementations, select_dloader
+from .implementations import describe_dloader, loop_factories, make_implementations, select_dloader
 from .options import add_options, flatten, forwarded_options, report_environment, resolve_implementations
-from .paired import Settings, run_paired
+from .paired import Cell, PairedResults, Settings, run_paired
 from .report import format_table
 from .scenarios import Memory, make_scenarios
 
@@ -106,13 +106,14 @@ def run_pyperf(argv: Sequence[str]) -> int:
             return 1
         print("correctness check passed; pyperf values are seconds per key", flush=True)
 
-    medians: dict[tuple[str, str, str], float] = {}
+    # The parent's summary: pyperf medians, as one-sample cells (ratios of medians: pyperf runs
+    # each benchmark apart, so there are no rounds to pair), with the memory figures checked above.
+    summary = PairedResults(Settings(n=n), loops=[name for name, _ in loops])
     for loop_name, factory in loops:
         for scenario in scenarios:
             for impl in impls:
-                name = f"{scenario.name}-{loop_name}-{impl.name}"
                 benchmark = runner.bench_async_func(
-                    name,
+                    f"{scenario.name}-{loop_name}-{impl.name}",
                     _bench_function(scenario, impl),
                     loop_factory=factory,
                     inner_loops=scenario.key_count(),
@@ -124,40 +125,11 @@ def run_pyperf(argv: Sequence[str]) -> int:
                     },
                 )
                 if benchmark is not None and not args.worker:
-                    medians[(loop_name, scenario.name, impl.name)] = benchmark.median() * 1e9
-
+                    key = (loop_name, scenario.name, impl.name)
+                    summary.cells[key] = Cell(*key, "ns", scenario.key_count(), [benchmark.median() * 1e9])
     if args.worker:
         return 0
-    _print_summary(medians, [name for name, _ in loops], scenarios, impls, FLOOR, args.versus)
-    if memory_wanted:
-        print(format_table(check, [s.name for s in memory_wanted], [i.name for i in impls], args.versus))
+    summary.cells.update((key, cell) for key, cell in check.cells.items() if key[1] == "memory")
+    names = [s.name for s in [*scenarios, *memory_wanted]]
+    print(format_table(summary, names, [i.name for i in impls], args.versus, heading="pyperf medians per key"))
     return 0
-
-
-def _print_summary(
-    medians: dict[tuple[str, str, str], float],
-    loops: list[str],
-    scenarios: list[Any],
-    impls: list[Any],
-    floor: str,
-    old: str,
-) -> None:
-    """Ratios of pyperf medians (not per-round ratios: pyperf runs each benchmark apart)."""
-    for loop in loops:
-        print()
-        print(f"loop={loop}  pyperf medians, ns per key; ratios of medians")
-        width = max(14, *(len(impl.name) for impl in impls))
-        header = f"{'scenario':<11} {'implementation':<{width}} {'ns/key':>9}  {'x floor':>8}  x {old}"
-        print(header)
-        print("-" * len(header))
-        for scenario in scenarios:
-            reference_floor = medians.get((loop, scenario.name, floor))
-            reference_old = medians.get((loop, scenario.name, old))
-            for impl in impls:
-                value = medians.get((loop, scenario.name, impl.name))
-                if value is None:
-                    continue
-                to_floor = f"{value / reference_floor:.2f}" if reference_floor else "-"
-                to_old = f"{value / reference_old:.2f}" if reference_old else "-"
-                print(f"{scenario.name:<11} {impl.name:<{width}} {value:>9.1f}  {to_floor:>8}  {to_old}")
-            print()

@@ -25,17 +25,23 @@ def _ratio_text(summary: dict[str, float] | None, spread: str) -> str:
 
 
 def format_table(
-    results: PairedResults, scenario_names: list[str], impl_names: list[str], versus: str, spread: str = "iqr"
+    results: PairedResults,
+    scenario_names: list[str],
+    impl_names: list[str],
+    versus: str,
+    spread: str = "iqr",
+    heading: str | None = None,
 ) -> str:
     lines: list[str] = []
     settings = results.settings
     width = max(14, *map(len, impl_names))
     bracket = "[min-max]" if spread == "minmax" else "[IQR]"
+    heading = heading or (
+        f"rounds={settings.rounds} (+{settings.warmup} warm-up) x {settings.inner} runs; "
+        "time: CPU clock (thread_time_ns), memory: tracemalloc"
+    )
     for loop in results.loops:
-        lines.append(
-            f"\nloop={loop}  N={settings.n}  rounds={settings.rounds} (+{settings.warmup} warm-up) x "
-            f"{settings.inner} runs; time: CPU clock (thread_time_ns), memory: tracemalloc"
-        )
+        lines.append(f"\nloop={loop}  N={settings.n}  {heading}")
         header = f"{'scenario':<11} {'implementation':<{width}} {'per key':>10}  {'x floor ' + bracket:<20} x {versus} {bracket}"
         lines += [header, "-" * len(header)]
         for scenario in scenario_names:
