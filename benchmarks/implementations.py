@@ -88,6 +88,7 @@ def loop_factories(choice: str, skipped: list[str]) -> list[tuple[str, Callable[
 
 # ------------------------------------------------------------------------------ dloader 0.1.1
 
+OLD = "dloader-0.1.1"
 OLD_DLOADER_VERSION = "0.1.1"
 OLD_DLOADER_MODULE = "dloader_0_1_1"
 OLD_DLOADER_WHEEL = "dloader-0.1.1-py3-none-any.whl"
@@ -219,7 +220,7 @@ def _floor() -> tuple[Any, ...]:
     return FloorLoader, None
 
 
-def _strawberry_style(module_name: str) -> Callable[[], tuple[Any, ...]]:
+def _keyword(module_name: str) -> Callable[[], tuple[Any, ...]]:
     def resolve() -> tuple[Any, ...]:
         cls = importlib.import_module(module_name).DataLoader
         return cls, lambda load_fn, max_batch_size: cls(load_fn=load_fn, max_batch_size=max_batch_size)
@@ -254,64 +255,40 @@ def _otel(module_name: str, parent_span: bool) -> Callable[[], tuple[Any, ...]]:
 
 
 def _all() -> list[Implementation]:
+    shares = ("duplicates", "cache_hits")
     implementations = [
         Implementation("compiled", "dloader._loader_c.DataLoader (Cython)", _positional("dloader._loader_c")),
         Implementation("python", "dloader._loader_py.DataLoader (pure Python)", _positional("dloader._loader_py")),
         Implementation("floor", "the floor in benchmarks/floor.py", _floor),
+        Implementation(OLD, "dloader 0.1.1 from PyPI, as dloader_0_1_1", _old_dloader, shares_futures=shares[:1]),
         Implementation(
-            "dloader-0.1.1", "dloader 0.1.1 from PyPI, as dloader_0_1_1", _old_dloader, shares_futures=("duplicates",)
+            "aiodataloader", "aiodataloader.DataLoader", _positional("aiodataloader"), shares_futures=shares
         ),
         Implementation(
-            "aiodataloader",
-            "aiodataloader.DataLoader",
-            _positional("aiodataloader"),
-            shares_futures=("duplicates", "cache_hits"),
+            "strawberry", "strawberry.dataloader.DataLoader", _keyword("strawberry.dataloader"), shares_futures=shares
         ),
-        Implementation(
-            "strawberry",
-            "strawberry.dataloader.DataLoader",
-            _strawberry_style("strawberry.dataloader"),
-            shares_futures=("duplicates", "cache_hits"),
-        ),
-        Implementation(
-            "compat-strawberry",
-            "dloader.compat.strawberry.DataLoader (the shim)",
-            _strawberry_style("dloader.compat.strawberry"),
-            default=False,
-        ),
-        Implementation(
+    ]
+    variants = [
+        ("compat-strawberry", "dloader.compat.strawberry.DataLoader (the shim)", _keyword("dloader.compat.strawberry")),
+        (
             "compat-aiodataloader",
             "dloader.compat.aiodataloader.DataLoader (the shim)",
             _positional("dloader.compat.aiodataloader"),
-            default=False,
         ),
     ]
-    for twin, module_name in (("compiled", "dloader._loader_c"), ("python", "dloader._loader_py")):
-        implementations += [
-            Implementation(
-                f"{twin}+stats", f"{twin} with stats=True", _positional(module_name, stats=True), default=False
-            ),
-            Implementation(
-                f"{twin}+otel",
-                f"{twin} with the OpenTelemetry adapter, callers in a span",
-                _otel(module_name, parent_span=True),
-                default=False,
-            ),
-            Implementation(
-                f"{twin}+otel-nospan",
-                f"{twin} with the OpenTelemetry adapter, no span anywhere",
-                _otel(module_name, parent_span=False),
-                default=False,
-            ),
+    for twin, module in (("compiled", "dloader._loader_c"), ("python", "dloader._loader_py")):
+        variants += [
+            (f"{twin}+stats", f"{twin} with stats=True", _positional(module, stats=True)),
+            (f"{twin}+otel", f"{twin}, the OpenTelemetry adapter, callers in a span", _otel(module, parent_span=True)),
+            (f"{twin}+otel-nospan", f"{twin}, the OpenTelemetry adapter, no span", _otel(module, parent_span=False)),
         ]
-    return implementations
+    return implementations + [Implementation(*variant, default=False) for variant in variants]
 
 
 #: Column order of every table.
 IMPLEMENTATION_NAMES = tuple(impl.name for impl in _all())
 DEFAULT_NAMES = tuple(impl.name for impl in _all() if impl.default)
 FLOOR = "floor"
-OLD = "dloader-0.1.1"
 
 
 def make_implementations(names: list[str] | tuple[str, ...] | None = None) -> list[Implementation]:

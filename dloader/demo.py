@@ -162,6 +162,9 @@ BOOK = ("id", "title", "author_id")
 REVIEW = ("id", "rating", "book_id", "user_id")
 
 
+LOADER_NAMES = ("users", "authors", "books", "friend_ids", "books_by_author", "reviews_by_book", "reviews_by_user")
+
+
 class Context:
     """What ``info.context`` holds for one request: its loaders (one per batch function), the
     SQL statement count and the log of batches, ``(loop iteration or -1, loader, keys)``.
@@ -185,13 +188,15 @@ class Context:
         self.statements = 0
         self.batches: list[tuple[int, str, list[Any]]] = []
         self._connection = asyncio.Lock() if one_connection else None
-        self.users = make_loader(self._users, "users")
-        self.authors = make_loader(self._authors, "authors")
-        self.books = make_loader(self._books, "books")
-        self.friend_ids = make_loader(self._friend_ids, "friend_ids")
-        self.books_by_author = make_loader(self._books_by_author, "books_by_author")
-        self.reviews_by_book = make_loader(self._reviews_by_book, "reviews_by_book")
-        self.reviews_by_user = make_loader(self._reviews_by_user, "reviews_by_user")
+        self._make_loader = make_loader
+
+    def __getattr__(self, name: str) -> Any:
+        """A loader (``context.users``, ...), made on first use: a request makes only those it needs."""
+        if name not in LOADER_NAMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        loader = self._make_loader(getattr(self, f"_{name}"), name)
+        setattr(self, name, loader)
+        return loader
 
     def round_trips(self) -> Counter[str]:
         return Counter(name for _, name, _ in self.batches)
