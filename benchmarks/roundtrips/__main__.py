@@ -186,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     impls: list[Implementation] = []
-    for impl in make_implementations([name for name in (args.impl or []) if name != FLOOR] or None):
-        if impl.name == FLOOR:
+    for impl in make_implementations(args.impl):
+        if impl.name == FLOOR:  # see --impl
             continue
         if impl.available():
             impls.append(impl)
@@ -291,30 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for failure in failures:
         print(f"FAIL: {failure}", file=out)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(
-                {
-                    "cells": [
-                        {
-                            **vars(c.key),
-                            "minimum": c.minimum,
-                            "round_trips": c.round_trips,
-                            "sql": c.sql,
-                            "seconds": c.seconds,
-                            "at_minimum": c.at_minimum,
-                            "data_ok": c.data_ok,
-                            "error": c.error,
-                        }
-                        for c in cells
-                    ],
-                    "lone_load": [
-                        {"impl": i, "loop": lp, **{k: dict(v) for k, v in vars(r).items()}}
-                        for (i, lp), r in lone.items()
-                    ],
-                },
-                handle,
-                indent=1,
-            )
+        fields = ("minimum", "round_trips", "sql", "seconds", "at_minimum", "data_ok", "error")
+        payload = {
+            "cells": [{**vars(c.key), **{name: getattr(c, name) for name in fields}} for c in cells],
+            "lone_load": [
+                {"impl": i, "loop": lp, **{k: dict(v) for k, v in vars(r).items()}} for (i, lp), r in lone.items()
+            ],
+        }
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1)
     print(f"\n(total {time.perf_counter() - started:.1f} s)", file=out)
     return 1 if (args.check and failures) else 0
 
