@@ -93,13 +93,12 @@ def write_json(path: str, results: PairedResults, environment: dict[str, Any], v
         stream.write("\n")
 
 
-def _versions() -> str:
-    try:
-        import uvloop
+def _loop_text(name: str) -> str:
+    if name != "uvloop":
+        return name
+    import uvloop
 
-        return f"uvloop {uvloop.__version__}"
-    except ImportError:
-        return "no uvloop"
+    return f"uvloop {uvloop.__version__}"
 
 
 def markdown_table(results: PairedResults, scenarios: list[Scenario], impls: list[Implementation]) -> str:
@@ -112,7 +111,7 @@ def markdown_table(results: PairedResults, scenarios: list[Scenario], impls: lis
     n = results.settings.n
     lines = [
         f"N = {n} keys, {results.settings.rounds} paired rounds. CPython {platform.python_version()}, "
-        f"{platform.system()}, {datetime.date.today().isoformat()}; {' / '.join(results.loops)} ({_versions()}):",
+        f"{platform.system()}, {datetime.date.today().isoformat()}; {' / '.join(map(_loop_text, results.loops))}:",
         "",
         "| scenario | " + " | ".join(impl.name.replace("dloader-", "dloader ") for impl in columns) + " |",
         "| --- |" + " --- |" * len(columns),
@@ -138,7 +137,7 @@ def markdown_table(results: PairedResults, scenarios: list[Scenario], impls: lis
                 text += " \\*"
                 starred = True
             cells.append(text)
-        label = scenario.label.replace("N/10", str(max(1, n // 10)))
+        label = scenario.label.format(tenth=max(1, n // 10))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if starred:
         lines += [

@@ -19,7 +19,7 @@ async def load_fn(keys: Sequence[Any]) -> Sequence[Any]:
 
 class Scenario:
     name = ""
-    label = ""  # its row in the README's Performance table ("N/10" is filled in)
+    label = ""  # its row in the README's Performance table ("{tenth}" is N/10)
     description = ""
     #: Which floor variant stands for the least work this scenario needs.
     floor_kind = "plain"
@@ -54,7 +54,7 @@ class Gather(Scenario):
 
 class MaxBatch(Gather):
     name = "max_batch"
-    label = "`max_batch_size=N/10`"
+    label = "`max_batch_size={tenth}`"
     description = "the same with max_batch_size=N/10 (100 at N=1000): ten batches"
     floor_kind = "batched"
 
@@ -128,7 +128,7 @@ class LoadMany(Scenario):
 
 class Tree(Scenario):
     name = "tree"
-    label = "two-level tree (10 × N/10)"
+    label = "two-level tree (10 × {tenth})"
     description = "10 parents, then N/10 children of each once its parent resolved (2 loaders)"
 
     def __init__(self, n: int) -> None:
