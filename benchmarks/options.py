@@ -62,6 +62,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--versus",
         choices=IMPLEMENTATION_NAMES,
+        metavar="NAME",
         default=OLD,
         help=f"the second ratio column (default {OLD}); e.g. --versus compiled for compiled+stats, "
         "--versus strawberry for compat-strawberry. The floor and this one are always measured",
