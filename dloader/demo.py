@@ -508,7 +508,10 @@ def report(result: DemoResult, out: Any = None) -> None:
         f"demo with graphql-core {graphql.__version__}: a nested query over an in-memory SQLite library,",
         file=out,
     )
-    print(f"one connection, {result.latency_ms:g} ms simulated round trip per SQL statement.", file=out)
+    print(
+        f"one connection, {result.latency_ms:g} ms simulated round trip per SQL statement after the root query.",
+        file=out,
+    )
     print("\nquery:" + QUERY, file=out)
     print(f"{'':<17}{'SQL statements':>15}{'time':>12}", file=out)
     for run in (result.without_dloader, result.with_dloader):
