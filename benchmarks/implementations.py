@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +141,13 @@ def import_old_dloader(directory: Path | None = None) -> Any:
 
 # ------------------------------------------------------------------------------ the list
 
-#: ``make(load_fn, max_batch_size)`` builds a loader inside the running loop.
-Maker = Callable[[Callable[..., Any], "int | None"], Any]
-
 
 class Implementation:
     """One loader under test, resolved lazily (pyperf workers import only theirs).
 
-    ``resolve()`` returns ``(loader_class, make)``, or ``(loader_class, make, callers_context)``
-    when the callers must run inside a context (the OpenTelemetry variant's parent span).
+    ``resolve()`` returns ``(loader_class, make)``, where ``make(load_fn, max_batch_size)`` builds
+    a loader inside the running loop, plus ``callers_context`` when the callers of ``load()``
+    must run inside a context (the OpenTelemetry variant's parent span).
     """
 
     def __init__(
@@ -244,10 +242,8 @@ def _otel(module_name: str, parent_span: bool) -> Callable[[], tuple[Any, ...]]:
         def make(load_fn: Callable[..., Any], max_batch_size: int | None) -> Any:
             return cls(load_fn, max_batch_size=max_batch_size, instrumentation=adapter)
 
-        @contextlib.contextmanager
-        def in_span() -> Iterator[None]:
-            with tracer.start_as_current_span("request"):
-                yield
+        def in_span() -> Any:
+            return tracer.start_as_current_span("request")
 
         return (cls, make, in_span) if parent_span else (cls, make)
 
