@@ -1,7 +1,6 @@
-"""Profile an implementation in some scenarios: cProfile's top functions, or line by line.
+"""Profile implementations in scenarios: cProfile's top functions, or line by line (``--lines``).
 
-``python -m benchmarks.hotspots --impl python --scenario gather,load_many [--loop uvloop]``
-``... --lines load,_dispatch,_resolve`` (needs line_profiler) times each line of those methods.
+``python -m benchmarks.hotspots --impl python --scenario gather,load_many [--loop uvloop] [--lines load,...]``
 """
 
 from __future__ import annotations
@@ -12,15 +11,21 @@ import io
 import pstats
 import sys
 
-from benchmarks._cli import _flatten, _names, describe_dloader, loop_factories, select_dloader
-from benchmarks.implementations import IMPLEMENTATION_NAMES, make_implementations
+from benchmarks.implementations import (
+    IMPLEMENTATION_NAMES,
+    describe_dloader,
+    loop_factories,
+    make_implementations,
+    select_dloader,
+)
+from benchmarks.options import flatten, names_of
 from benchmarks.scenarios import SCENARIO_NAMES, Memory, make_scenarios
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotspots", description=__doc__)
-    parser.add_argument("--impl", type=_names(IMPLEMENTATION_NAMES), default=["python"])
-    parser.add_argument("--scenario", type=_names(SCENARIO_NAMES), action="append")
+    parser.add_argument("--impl", type=names_of(IMPLEMENTATION_NAMES), default=["python"])
+    parser.add_argument("--scenario", type=names_of(SCENARIO_NAMES), action="append")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--n-keys", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=300, help="profiled runs per scenario")
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     impls = make_implementations(args.impl)
     scenarios = [
         s
-        for s in make_scenarios(_flatten(args.scenario) or ["gather", "load_many"], args.n_keys)
+        for s in make_scenarios(flatten(args.scenario) or ["gather", "load_many"], args.n_keys)
         if not isinstance(s, Memory)
     ]
     ((loop_name, factory),) = loop_factories(args.loop, []) or [(None, None)]
@@ -61,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                     assert await scenario.run(scenario.prepare(impl)) == expected
                 for _ in range(args.runs):
                     state = scenario.prepare(impl)
-                    profiler.enable()
-                    result = await scenario.run(state)
-                    profiler.disable()
+                    with impl.callers_context():
+                        profiler.enable()
+                        result = await scenario.run(state)
+                        profiler.disable()
                     assert result == expected, f"{impl.name} / {scenario.name}: wrong result"
 
             loop = factory()

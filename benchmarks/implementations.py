@@ -1,14 +1,16 @@
-"""The loaders under test: our two classes, the floor written here, and published peers.
+"""What is measured: which dloader is imported, the one list of loaders every mode uses, the loops.
 
-Each implementation is an ``Implementation`` whose ``new(kind, load_fn, max_batch_size)``
-builds a loader inside the running loop; peers are imported lazily, a missing one is skipped.
+Floor, both twins, published peers, the compat shims and observability variants of the twins
+(``compiled+stats``, ``compiled+otel`` ...); each is resolved lazily and skipped with a reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import subprocess
@@ -18,176 +20,75 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# --------------------------------------------------------------------------------------
-# The floor
-#
-# The least work any loader that returns futures must do for a scenario, written as
-# plainly as possible so that every other figure can be read as a ratio to it:
-#
-#   * one ``loop.create_future()`` per ``load()`` call (every caller gets its own future,
-#     as dloader promises: README, Semantics: Futures and cancellation);
-#   * one scheduled callback per batch: the batch task created at the first key of a batch
-#     (a task is the least that can drive an ``async def load_fn`` that may really await);
-#   * one ``load_fn`` call per batch, with a new list of keys;
-#   * one ``set_result`` per ``load()`` call.
-#
-# and, per scenario, nothing more than the scenario strictly needs:
-#
-#   gather, awaited one by one, load_many, tree, memory   FloorLoader: no dedup, no cache
-#   max_batch_size                                      FloorBatchedLoader: + a length check
-#   duplicates                                          FloorDedupLoader: + a dict of waiters
-#   cache hits                                          FloorCachedLoader: a dict lookup,
-#                                                       create_future, set_result
-#
-# It binds to the running loop at construction (the benchmarks build it inside the loop),
-# never checks whether a future was cancelled, never handles errors, keeps no reference to
-# its batch task and has no shutdown: it is a yardstick, not a loader anyone should use.
-# ``load_many`` is ``asyncio.gather`` of floor loads, as the peers do it.
-# --------------------------------------------------------------------------------------
+from .floor import FLOOR_CLASSES, FloorLoader
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOP_NAMES = ("asyncio", "uvloop")
+
+# ------------------------------------------------------------------------------ which dloader
 
 
-class _NoCacheFloor:
-    """What the floors without a cache share: load_many is a gather of their loads."""
-
-    __slots__ = ()
-
-    def load_many(self, keys: Any) -> asyncio.Future[list[Any]]:
-        return asyncio.gather(*map(self.load, keys))
-
-    def prime(self, key: Any, value: Any) -> None:
-        raise NotImplementedError("this floor has no cache")
+def _same_directory(entry: str, directory: Path) -> bool:
+    try:
+        return Path(entry or os.getcwd()).resolve() == directory
+    except OSError:
+        return False
 
 
-class FloorLoader(_NoCacheFloor):
-    """Distinct keys, no cache, no de-duplication."""
+def select_dloader(source_tree: bool) -> str:
+    """Make ``import dloader`` find the installed package rather than the checkout.
 
-    __slots__ = ("_create_future", "_create_task", "_futures", "_keys", "_load_fn")
-
-    def __init__(self, load_fn: Callable[..., Any], max_batch_size: int | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        self._load_fn = load_fn
-        self._create_future = loop.create_future
-        self._create_task = loop.create_task
-        self._keys: list[Any] | None = None  # the open batch, None when nothing is queued
-        self._futures: list[asyncio.Future[Any]] = []
-
-    def load(self, key: Any) -> asyncio.Future[Any]:
-        future = self._create_future()
-        keys = self._keys
-        if keys is None:  # first key of a batch: schedule its dispatch
-            keys = self._keys = []
-            futures = self._futures = []
-            self._create_task(self._dispatch(keys, futures))
-        else:
-            futures = self._futures
-        keys.append(key)
-        futures.append(future)
-        return future
-
-    async def _dispatch(self, keys: list[Any], futures: list[asyncio.Future[Any]]) -> None:
-        if self._keys is keys:  # close the batch: later loads start a new one
-            self._keys = None
-        values = await self._load_fn(keys)
-        for future, value in zip(futures, values):
-            future.set_result(value)
-
-
-class FloorBatchedLoader(FloorLoader):
-    """FloorLoader plus ``max_batch_size``: a full batch is closed and a new one started."""
-
-    __slots__ = ("_max_batch_size",)
-
-    def __init__(self, load_fn: Callable[..., Any], max_batch_size: int | None = None) -> None:
-        super().__init__(load_fn)
-        assert max_batch_size is not None
-        self._max_batch_size = max_batch_size
-
-    def load(self, key: Any) -> asyncio.Future[Any]:
-        future = self._create_future()
-        keys = self._keys
-        if keys is None or len(keys) == self._max_batch_size:
-            keys = self._keys = []
-            futures = self._futures = []
-            self._create_task(self._dispatch(keys, futures))
-        else:
-            futures = self._futures
-        keys.append(key)
-        futures.append(future)
-        return future
-
-
-class FloorDedupLoader(_NoCacheFloor):
-    """Duplicated keys: each key reaches ``load_fn`` once, each caller gets its own future."""
-
-    __slots__ = ("_create_future", "_create_task", "_load_fn", "_waiters")
-
-    def __init__(self, load_fn: Callable[..., Any], max_batch_size: int | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        self._load_fn = load_fn
-        self._create_future = loop.create_future
-        self._create_task = loop.create_task
-        # key -> the futures of its callers, in first-request order; None: nothing queued
-        self._waiters: dict[Any, list[asyncio.Future[Any]]] | None = None
-
-    def load(self, key: Any) -> asyncio.Future[Any]:
-        future = self._create_future()
-        waiters = self._waiters
-        if waiters is None:
-            waiters = self._waiters = {}
-            self._create_task(self._dispatch(waiters))
-        same_key = waiters.get(key)
-        if same_key is None:
-            waiters[key] = [future]
-        else:
-            same_key.append(future)
-        return future
-
-    async def _dispatch(self, waiters: dict[Any, list[asyncio.Future[Any]]]) -> None:
-        if self._waiters is waiters:
-            self._waiters = None
-        values = await self._load_fn(list(waiters))
-        for futures, value in zip(waiters.values(), values):
-            for future in futures:
-                future.set_result(value)
-
-
-class FloorCachedLoader(FloorLoader):
-    """Cache hits: one dict lookup, one create_future, one set_result.
-
-    A miss falls through to the plain floor and is not written back (the scenario only
-    ever hits primed keys, so writing back is work it does not need).
+    Run from the repository root, ``sys.path`` starts with the root, where ``dloader/`` is the
+    source tree (no compiled module unless built in place). When dloader is installed
+    elsewhere, the root is taken off ``sys.path``. Returns a sentence saying what was chosen.
     """
+    if "dloader" in sys.modules:
+        return "dloader was already imported"
+    if source_tree:
+        if not any(_same_directory(entry, REPO_ROOT) for entry in sys.path):
+            sys.path.insert(0, str(REPO_ROOT))
+        return "source tree requested with --source-tree"
+    others = [entry for entry in sys.path if not _same_directory(entry, REPO_ROOT)]
+    if len(others) == len(sys.path):
+        return "installed or on sys.path"
+    if importlib.machinery.PathFinder.find_spec("dloader", others) is not None:
+        sys.path[:] = others
+        return "installed (the checkout was taken off sys.path)"
+    return "no installed dloader found: using the source tree of this checkout"
 
-    __slots__ = ("_cache",)
 
-    def __init__(self, load_fn: Callable[..., Any], max_batch_size: int | None = None) -> None:
-        super().__init__(load_fn)
-        self._cache: dict[Any, Any] = {}
+def describe_dloader(choice: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"dloader_choice": choice}
+    try:
+        dloader = importlib.import_module("dloader")
+    except Exception as error:
+        info["dloader_error"] = f"{type(error).__name__}: {error}"
+        return info
+    info["dloader_file"] = getattr(dloader, "__file__", None)
+    info["dloader_version"] = getattr(dloader, "__version__", None)
+    info["dloader_IMPLEMENTATION"] = getattr(dloader, "IMPLEMENTATION", None)
+    return info
 
-    def load(self, key: Any) -> asyncio.Future[Any]:
+
+def loop_factories(choice: str, skipped: list[str]) -> list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]]:
+    """``choice``: asyncio, uvloop or both; a missing uvloop is reported in ``skipped``."""
+    factories: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = []
+    for name in LOOP_NAMES if choice == "both" else (choice,):
+        if name == "asyncio":
+            factories.append((name, asyncio.new_event_loop))
+            continue
         try:
-            value = self._cache[key]
-        except KeyError:
-            return FloorLoader.load(self, key)
-        future = self._create_future()
-        future.set_result(value)
-        return future
-
-    def prime(self, key: Any, value: Any) -> None:
-        self._cache[key] = value
+            import uvloop
+        except ImportError as error:
+            skipped.append(f"uvloop skipped: {error}")
+            continue
+        factories.append((name, uvloop.new_event_loop))
+    return factories
 
 
-FLOOR_CLASSES: dict[str, type] = {
-    "plain": FloorLoader,
-    "batched": FloorBatchedLoader,
-    "dedup": FloorDedupLoader,
-    "cached": FloorCachedLoader,
-}
+# ------------------------------------------------------------------------------ dloader 0.1.1
 
-# --------------------------------------------------------------------------------------
-# dloader 0.1.1 from PyPI, imported under another module name
-# --------------------------------------------------------------------------------------
-
+OLD = "dloader-0.1.1"
 OLD_DLOADER_VERSION = "0.1.1"
 OLD_DLOADER_MODULE = "dloader_0_1_1"
 OLD_DLOADER_WHEEL = "dloader-0.1.1-py3-none-any.whl"
@@ -199,27 +100,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DLOADER_BENCH_CACHE", Path(__file__).parent / ".cache"))
 
 
-def _fetch_old_dloader(directory: Path | None = None) -> Path:
+def _fetch_old_dloader(directory: Path) -> Path:
     """Return the path of 0.1.1's ``dloader/__init__.py``, downloading the wheel once."""
-    directory = directory or cache_dir()
     source = directory / f"dloader-{OLD_DLOADER_VERSION}" / "dloader" / "__init__.py"
     if source.is_file():
         return source
     wheel = directory / OLD_DLOADER_WHEEL
     if not wheel.is_file():
         directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"dloader=={OLD_DLOADER_VERSION}",
-            "-d",
-            str(directory),
-        ]
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
+        command = [*pip, f"dloader=={OLD_DLOADER_VERSION}", "-d", str(directory)]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if completed.returncode != 0 or not wheel.is_file():
             raise ImportError("pip download failed: " + (completed.stderr.strip()[-300:] or "?"))
@@ -237,8 +127,7 @@ def import_old_dloader(directory: Path | None = None) -> Any:
     """Import 0.1.1 as ``dloader_0_1_1``; it never shadows the ``dloader`` under test."""
     if OLD_DLOADER_MODULE in sys.modules:
         return sys.modules[OLD_DLOADER_MODULE]
-    path = _fetch_old_dloader(directory)
-    spec = importlib.util.spec_from_file_location(OLD_DLOADER_MODULE, path)
+    spec = importlib.util.spec_from_file_location(OLD_DLOADER_MODULE, _fetch_old_dloader(directory or cache_dir()))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[OLD_DLOADER_MODULE] = module
@@ -250,88 +139,155 @@ def import_old_dloader(directory: Path | None = None) -> Any:
     return module
 
 
-# --------------------------------------------------------------------------------------
-# The registry
-# --------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------ the list
 
 
 class Implementation:
-    """One loader class under test, resolved lazily (pyperf workers import only theirs)."""
+    """One loader under test, resolved lazily (pyperf workers import only theirs).
 
-    def __init__(self, name: str, description: str, resolve: Callable[[], Any]) -> None:
+    ``resolve()`` returns ``(loader_class, make)``, where ``make(load_fn, max_batch_size)`` builds
+    a loader inside the running loop, plus ``callers_context`` when the callers of ``load()``
+    must run inside a context (the OpenTelemetry variant's parent span).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        resolve: Callable[[], tuple[Any, ...]],
+        *,
+        default: bool = True,
+        shares_futures: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.description = description
+        self.default = default
+        #: Scenarios where it hands one future to several callers (the README table's \*).
+        self.shares_futures = shares_futures
         self._resolve = resolve
-        self._loader_class: Any = None
+        self._resolved: tuple[Any, ...] | None = None
         self.skip_reason: str | None = None
         self.origin = ""
 
     def available(self) -> bool:
-        if self._loader_class is None and self.skip_reason is None:
+        if self._resolved is None and self.skip_reason is None:
             try:
-                self._loader_class = self._resolve()
-            except Exception as error:  # ImportError, pip failure, checksum mismatch
+                self._resolved = self._resolve()
+            except Exception as error:  # ImportError, pip failure, checksum mismatch, old core
                 self.skip_reason = f"{type(error).__name__}: {error}"
             else:
-                module = sys.modules.get(getattr(self._loader_class, "__module__", ""), None)
+                module = sys.modules.get(getattr(self._resolved[0], "__module__", ""), None)
                 self.origin = getattr(module, "__file__", "") or ""
-        return self._loader_class is not None
+        return self._resolved is not None
 
     @property
     def loader_class(self) -> Any:
-        return self._loader_class
+        return self._resolved[0] if self._resolved else None
 
     def new(self, kind: str, load_fn: Callable[..., Any], max_batch_size: int | None = None) -> Any:
         """A fresh loader, built inside the running loop. ``kind`` picks the floor variant."""
         if self.name == "floor":
             return FLOOR_CLASSES[kind](load_fn, max_batch_size)
-        return self._loader_class(load_fn, max_batch_size=max_batch_size)
+        assert self._resolved is not None, f"{self.name} is not available: {self.skip_reason}"
+        return self._resolved[1](load_fn, max_batch_size)
+
+    def callers_context(self) -> contextlib.AbstractContextManager[Any]:
+        """What the callers of ``load()`` run inside (timed with them); usually nothing."""
+        if self._resolved is not None and len(self._resolved) > 2:
+            return self._resolved[2]()  # type: ignore[no-any-return]
+        return contextlib.nullcontext()
 
     def __repr__(self) -> str:
         return f"Implementation({self.name!r})"
 
 
-def _our_class(module_name: str) -> Callable[[], Any]:
-    def resolve() -> Any:
-        return importlib.import_module(module_name).DataLoader
+def _positional(module_name: str, attribute: str = "DataLoader", **options: Any) -> Callable[[], tuple[Any, ...]]:
+    def resolve() -> tuple[Any, ...]:
+        cls = getattr(importlib.import_module(module_name), attribute)
+        return cls, lambda load_fn, max_batch_size: cls(load_fn, max_batch_size=max_batch_size, **options)
 
     return resolve
 
 
-def _attribute(module_name: str, attribute: str) -> Callable[[], Any]:
-    def resolve() -> Any:
-        return getattr(importlib.import_module(module_name), attribute)
+def _old_dloader() -> tuple[Any, ...]:
+    cls = import_old_dloader().DataLoader
+    return cls, lambda load_fn, max_batch_size: cls(load_fn, max_batch_size=max_batch_size)
+
+
+def _floor() -> tuple[Any, ...]:
+    return FloorLoader, None
+
+
+def _keyword(module_name: str) -> Callable[[], tuple[Any, ...]]:
+    def resolve() -> tuple[Any, ...]:
+        cls = importlib.import_module(module_name).DataLoader
+        return cls, lambda load_fn, max_batch_size: cls(load_fn=load_fn, max_batch_size=max_batch_size)
 
     return resolve
 
 
-def _old_dloader() -> Any:
-    return import_old_dloader().DataLoader
+def _otel(module_name: str, parent_span: bool) -> Callable[[], tuple[Any, ...]]:
+    """The OpenTelemetry adapter on the SDK's recording TracerProvider (no exporter)."""
+
+    def resolve() -> tuple[Any, ...]:
+        from opentelemetry.sdk.trace import TracerProvider  # the test extra
+
+        from dloader.opentelemetry import OpenTelemetryInstrumentation
+
+        cls = importlib.import_module(module_name).DataLoader
+        provider = TracerProvider()
+        adapter = OpenTelemetryInstrumentation(tracer_provider=provider)
+        tracer = provider.get_tracer("benchmarks")
+
+        def make(load_fn: Callable[..., Any], max_batch_size: int | None) -> Any:
+            return cls(load_fn, max_batch_size=max_batch_size, instrumentation=adapter)
+
+        def in_span() -> Any:
+            return tracer.start_as_current_span("request")
+
+        return (cls, make, in_span) if parent_span else (cls, make)
+
+    return resolve
 
 
-def _floor() -> Any:
-    return FloorLoader
+def _all() -> list[Implementation]:
+    shares = ("duplicates", "cache_hits")
+    implementations = [
+        Implementation("compiled", "dloader._loader_c.DataLoader (Cython)", _positional("dloader._loader_c")),
+        Implementation("python", "dloader._loader_py.DataLoader (pure Python)", _positional("dloader._loader_py")),
+        Implementation("floor", "the floor in benchmarks/floor.py", _floor),
+        Implementation(OLD, "dloader 0.1.1 from PyPI, as dloader_0_1_1", _old_dloader, shares_futures=shares[:1]),
+        Implementation(
+            "aiodataloader", "aiodataloader.DataLoader", _positional("aiodataloader"), shares_futures=shares
+        ),
+        Implementation(
+            "strawberry", "strawberry.dataloader.DataLoader", _keyword("strawberry.dataloader"), shares_futures=shares
+        ),
+    ]
+    variants = [
+        ("compat-strawberry", "dloader.compat.strawberry.DataLoader (the shim)", _keyword("dloader.compat.strawberry")),
+        (
+            "compat-aiodataloader",
+            "dloader.compat.aiodataloader.DataLoader (the shim)",
+            _positional("dloader.compat.aiodataloader"),
+        ),
+    ]
+    for twin, module in (("compiled", "dloader._loader_c"), ("python", "dloader._loader_py")):
+        variants += [
+            (f"{twin}+stats", f"{twin} with stats=True", _positional(module, stats=True)),
+            (f"{twin}+otel", f"{twin}, the OpenTelemetry adapter, callers in a span", _otel(module, parent_span=True)),
+            (f"{twin}+otel-nospan", f"{twin}, the OpenTelemetry adapter, no span", _otel(module, parent_span=False)),
+        ]
+    return implementations + [Implementation(*variant, default=False) for variant in variants]
 
 
 #: Column order of every table.
-ALL_IMPLEMENTATIONS: tuple[tuple[str, str, Callable[[], Any]], ...] = (
-    ("compiled", "dloader._loader_c.DataLoader (Cython)", _our_class("dloader._loader_c")),
-    ("python", "dloader._loader_py.DataLoader (pure Python)", _our_class("dloader._loader_py")),
-    ("floor", "the floor written in benchmarks/implementations.py", _floor),
-    ("dloader-0.1.1", "dloader 0.1.1 from PyPI, imported as dloader_0_1_1", _old_dloader),
-    ("aiodataloader", "aiodataloader.DataLoader", _attribute("aiodataloader", "DataLoader")),
-    ("strawberry", "strawberry.dataloader.DataLoader", _attribute("strawberry.dataloader", "DataLoader")),
-)
-
-IMPLEMENTATION_NAMES = tuple(name for name, _, _ in ALL_IMPLEMENTATIONS)
+IMPLEMENTATION_NAMES = tuple(impl.name for impl in _all())
+DEFAULT_NAMES = tuple(impl.name for impl in _all() if impl.default)
 FLOOR = "floor"
-OLD = "dloader-0.1.1"
 
 
 def make_implementations(names: list[str] | tuple[str, ...] | None = None) -> list[Implementation]:
-    wanted = set(names or IMPLEMENTATION_NAMES)
-    return [
-        Implementation(name, description, resolve)
-        for name, description, resolve in ALL_IMPLEMENTATIONS
-        if name in wanted
-    ]
+    """The named implementations in table order (default: floor, twins and peers, not variants)."""
+    wanted = set(names or DEFAULT_NAMES)
+    return [impl for impl in _all() if impl.name in wanted]

@@ -1,7 +1,6 @@
-"""Paired mode: implementations interleaved round by round in one process, timed on the CPU clock.
+"""Paired mode: implementations interleaved round by round in one process, on the CPU clock.
 
-Every round runs each implementation once (A B C, then B C A, ...), so a burst of noise
-hits all of them alike; figures are medians of per-round ratios, not of absolute times.
+A round runs each implementation once (A B C, then B C A, ...); figures are medians of per-round ratios.
 """
 
 from __future__ import annotations
@@ -51,9 +50,6 @@ class Cell:
     keys: int
     samples: list[float] = field(default_factory=list)  # per key, one per round
 
-    def values(self) -> list[float]:
-        return self.samples
-
 
 @dataclass
 class PairedResults:
@@ -70,7 +66,7 @@ class _Timeout(Exception):
     pass
 
 
-def _summary(values: list[float]) -> dict[str, float] | None:
+def summarize(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     if len(values) >= 2:
@@ -83,13 +79,13 @@ def _summary(values: list[float]) -> dict[str, float] | None:
 def ratio_summary(cell: Cell, reference: Cell | None) -> dict[str, float] | None:
     """Median and spread of per-round ratios cell / reference (rounds where both ran)."""
     if reference is None or cell is reference:
-        return None if reference is None else _summary([1.0] * len(cell.values()))
+        return None if reference is None else summarize([1.0] * len(cell.samples))
     ratios = [mine / theirs for mine, theirs in zip(cell.samples, reference.samples) if mine is not None and theirs]
-    return _summary(ratios)
+    return summarize(ratios)
 
 
 def value_summary(cell: Cell) -> dict[str, float] | None:
-    return _summary(cell.values())
+    return summarize(cell.samples)
 
 
 def _check(result: Any, expected: Any) -> str | None:
@@ -127,8 +123,9 @@ async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Sett
     clock = time.thread_time_ns
     try:
         started = clock()
-        for state in states:
-            append(await run(state))
+        with impl.callers_context():
+            for state in states:
+                append(await run(state))
         elapsed = clock() - started
     except asyncio.CancelledError:
         if not expired:

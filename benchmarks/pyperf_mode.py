@@ -1,7 +1,6 @@
-"""pyperf mode: one pyperf benchmark per scenario × loop × implementation, run in worker processes.
+"""pyperf mode: one pyperf benchmark per scenario × loop × implementation, in worker processes.
 
-Names look like ``gather-uvloop-python``; ``-o FILE`` writes pyperf JSON for
-``python -m pyperf compare_to old.json new.json``. Values are seconds per key.
+Names look like ``gather-uvloop-python``, values are seconds per key; ``-o FILE`` for compare_to.
 """
 
 from __future__ import annotations
@@ -12,17 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._cli import (
-    RUN_SCRIPT,
-    _flatten,
-    add_options,
-    describe_dloader,
-    forwarded_options,
-    loop_factories,
-    report_environment,
-    resolve_implementations,
-    select_dloader,
-)
+from .implementations import describe_dloader, loop_factories, make_implementations, select_dloader
+from .options import add_options, flatten, forwarded_options, report_environment, resolve_implementations
+from .paired import Cell, PairedResults, Settings, run_paired
+from .report import format_table
+from .scenarios import Memory, make_scenarios
 
 
 def _runner_defaults(argv: Sequence[str]) -> dict[str, Any]:
@@ -51,12 +44,14 @@ def _bench_function(scenario: Any, impl: Any) -> Any:
             # peer with a big import graph (strawberry) is not charged for collecting it.
             gc.collect()
             gc.freeze()
-            result = await scenario.run(scenario.prepare(impl))
+            with impl.callers_context():
+                result = await scenario.run(scenario.prepare(impl))
             if result != expected:
                 raise AssertionError(f"{scenario.name} / {impl.name}: wrong result")
             checked.append(True)
             return
-        await scenario.run(scenario.prepare(impl))
+        with impl.callers_context():
+            await scenario.run(scenario.prepare(impl))
 
     return bench
 
@@ -64,13 +59,8 @@ def _bench_function(scenario: Any, impl: Any) -> Any:
 def run_pyperf(argv: Sequence[str]) -> int:
     import pyperf
 
-    from .implementations import FLOOR, OLD, make_implementations
-    from .paired import Settings, run_paired
-    from .report import format_table
-    from .scenarios import Memory, make_scenarios
-
     runner = pyperf.Runner(
-        program_args=(str(RUN_SCRIPT),),
+        program_args=("-m", "benchmarks"),
         add_cmdline_args=lambda cmd, args: cmd.extend(forwarded_options(args)),
         **_runner_defaults(argv),
     )
@@ -85,20 +75,20 @@ def run_pyperf(argv: Sequence[str]) -> int:
     ]
     choice = select_dloader(args.source_tree)
     n = args.n_keys or (100 if args.smoke else 1000)
-    scenarios = [s for s in make_scenarios(_flatten(args.scenario), n) if not isinstance(s, Memory)]
-    memory_wanted = [s for s in make_scenarios(_flatten(args.scenario), n) if isinstance(s, Memory)]
+    scenarios = [s for s in make_scenarios(flatten(args.scenario), n) if not isinstance(s, Memory)]
+    memory_wanted = [s for s in make_scenarios(flatten(args.scenario), n) if isinstance(s, Memory)]
     messages: list[str] = []
     loops = loop_factories(args.loop, messages)
 
     info = describe_dloader(choice)
     if args.worker:
         # The parent passed the implementations it found; import only the one this worker runs.
-        impls = make_implementations(_flatten(args.impl))
+        impls = make_implementations(flatten(args.impl))
     else:
-        impls, skipped, missing = resolve_implementations(_flatten(args.impl), _flatten(args.require), paired=False)
+        impls, skipped, missing = resolve_implementations(flatten(args.impl), flatten(args.require))
         messages += skipped
         args.impl = [[impl.name for impl in impls]]  # forwarded: workers register the same list
-        if not report_environment(info, impls, loops, messages, missing):
+        if not report_environment(info, impls, [name for name, _ in loops], messages, missing):
             return 2
         # Correctness first, in this process: one paired round of every scenario (memory
         # included, since it cannot be a pyperf timing), so a wrong result fails the run.
@@ -116,13 +106,14 @@ def run_pyperf(argv: Sequence[str]) -> int:
             return 1
         print("correctness check passed; pyperf values are seconds per key", flush=True)
 
-    medians: dict[tuple[str, str, str], float] = {}
+    # The parent's summary: pyperf medians, as one-sample cells (ratios of medians: pyperf runs
+    # each benchmark apart, so there are no rounds to pair), with the memory figures checked above.
+    summary = PairedResults(Settings(n=n), loops=[name for name, _ in loops])
     for loop_name, factory in loops:
         for scenario in scenarios:
             for impl in impls:
-                name = f"{scenario.name}-{loop_name}-{impl.name}"
                 benchmark = runner.bench_async_func(
-                    name,
+                    f"{scenario.name}-{loop_name}-{impl.name}",
                     _bench_function(scenario, impl),
                     loop_factory=factory,
                     inner_loops=scenario.key_count(),
@@ -134,39 +125,11 @@ def run_pyperf(argv: Sequence[str]) -> int:
                     },
                 )
                 if benchmark is not None and not args.worker:
-                    medians[(loop_name, scenario.name, impl.name)] = benchmark.median() * 1e9
-
+                    key = (loop_name, scenario.name, impl.name)
+                    summary.cells[key] = Cell(*key, "ns", scenario.key_count(), [benchmark.median() * 1e9])
     if args.worker:
         return 0
-    _print_summary(medians, [name for name, _ in loops], scenarios, impls, FLOOR, OLD)
-    if memory_wanted:
-        print(format_table(check, [s.name for s in memory_wanted], [i.name for i in impls]))
+    summary.cells.update((key, cell) for key, cell in check.cells.items() if key[1] == "memory")
+    names = [s.name for s in [*scenarios, *memory_wanted]]
+    print(format_table(summary, names, [i.name for i in impls], args.versus, heading="pyperf medians per key"))
     return 0
-
-
-def _print_summary(
-    medians: dict[tuple[str, str, str], float],
-    loops: list[str],
-    scenarios: list[Any],
-    impls: list[Any],
-    floor: str,
-    old: str,
-) -> None:
-    """Ratios of pyperf medians (not per-round ratios: pyperf runs each benchmark apart)."""
-    for loop in loops:
-        print()
-        print(f"loop={loop}  pyperf medians, ns per key; ratios of medians")
-        header = f"{'scenario':<11} {'implementation':<14} {'ns/key':>9}  {'x floor':>8} {'x 0.1.1':>8}"
-        print(header)
-        print("-" * len(header))
-        for scenario in scenarios:
-            reference_floor = medians.get((loop, scenario.name, floor))
-            reference_old = medians.get((loop, scenario.name, old))
-            for impl in impls:
-                value = medians.get((loop, scenario.name, impl.name))
-                if value is None:
-                    continue
-                to_floor = f"{value / reference_floor:.2f}" if reference_floor else "-"
-                to_old = f"{value / reference_old:.2f}" if reference_old else "-"
-                print(f"{scenario.name:<11} {impl.name:<14} {value:>9.1f}  {to_floor:>8} {to_old:>8}")
-            print()

@@ -1,8 +1,5 @@
-"""The scenarios: how each one builds its loaders, what it times and what it must return.
-
-``prepare`` runs inside the loop and is never timed; ``run`` is the timed body; its result
-is compared with ``expected`` after every measurement, so wrong results fail the run.
-"""
+"""The scenarios: how each builds its loaders (``prepare``, untimed), what it times (``run``)
+and what it must return (``expected``, checked after every measurement)."""
 
 from __future__ import annotations
 
@@ -22,6 +19,7 @@ async def load_fn(keys: Sequence[Any]) -> Sequence[Any]:
 
 class Scenario:
     name = ""
+    label = ""  # its row in the README's Performance table ("{tenth}" is N/10)
     description = ""
     #: Which floor variant stands for the least work this scenario needs.
     floor_kind = "plain"
@@ -47,6 +45,7 @@ class Scenario:
 
 class Gather(Scenario):
     name = "gather"
+    label = "`gather` of N loads"
     description = "gather of N load()s of distinct keys, one batch"
 
     async def run(self, loader: Any) -> Any:
@@ -55,6 +54,7 @@ class Gather(Scenario):
 
 class MaxBatch(Gather):
     name = "max_batch"
+    label = "`max_batch_size={tenth}`"
     description = "the same with max_batch_size=N/10 (100 at N=1000): ten batches"
     floor_kind = "batched"
 
@@ -64,6 +64,7 @@ class MaxBatch(Gather):
 
 class Duplicates(Gather):
     name = "duplicates"
+    label = "N loads over N/10 keys"
     description = "gather of N load()s over N/10 distinct keys, interleaved"
     floor_kind = "dedup"
 
@@ -75,6 +76,7 @@ class Duplicates(Gather):
 
 class CacheHits(Scenario):
     name = "cache_hits"
+    label = "N cache hits"
     description = "N load()s of primed keys, each awaited in turn (no loop iteration needed)"
     floor_kind = "cached"
 
@@ -109,6 +111,7 @@ class CacheHits(Scenario):
 
 class OneByOne(Scenario):
     name = "one_by_one"
+    label = "N loads awaited one by one"
     description = "N load()s of distinct keys, each awaited before the next: N batches"
 
     run = CacheHits.run
@@ -116,6 +119,7 @@ class OneByOne(Scenario):
 
 class LoadMany(Scenario):
     name = "load_many"
+    label = "`load_many` of N keys"
     description = "one load_many(N distinct keys); peers: their own; floor: gather of loads"
 
     async def run(self, loader: Any) -> Any:
@@ -124,6 +128,7 @@ class LoadMany(Scenario):
 
 class Tree(Scenario):
     name = "tree"
+    label = "two-level tree (10 × {tenth})"
     description = "10 parents, then N/10 children of each once its parent resolved (2 loaders)"
 
     def __init__(self, n: int) -> None:
@@ -161,6 +166,7 @@ class Tree(Scenario):
 
 class Memory(Scenario):
     name = "memory"
+    label = "memory per pending key"
     description = "bytes allocated per pending key while N load()s of distinct keys wait"
     unit = "B"
 

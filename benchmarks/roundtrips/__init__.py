@@ -1,4 +1,4 @@
 """Round trips made by DataLoader implementations in real GraphQL queries.
 
-Run ``python -m benchmarks.roundtrips [--quick]`` from the repository root; see README.md here.
+Run ``python -m benchmarks.roundtrips [--quick] [--check]`` from the repository root; see benchmarks/README.md.
 """

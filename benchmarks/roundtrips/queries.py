@@ -1,7 +1,7 @@
 """The benchmark queries and the theoretical minimum number of round trips for each.
 
 The minimum is computed from the query's shape, not measured. Walking the selection
-tree from the root, a field whose resolver calls loaders (``workload.LOADER_CHAINS``)
+tree from the root, a field whose resolver calls loaders (``dloader.demo.LOADER_CHAINS``)
 puts each of them one *dependency level* deeper than the previous one: a loader's keys
 are only known once the parent object, itself loaded at the level above, has arrived.
 ``User.friends`` calls two loaders in a chain (``friend_ids`` then ``users.load_many``),
@@ -30,9 +30,7 @@ from graphql import (
     parse,
 )
 
-from .workload import LOADER_CHAINS
-
-__all__ = ("QUERIES_TEXT", "Query", "build_queries", "loader_levels", "minimum_round_trips")
+from dloader.demo import LOADER_CHAINS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Runs the query matrix, the lone-load iteration count and the batch-log diagnostics."""
+"""Round-trip runs: the query matrix, the lone-load iteration count and the batch-log diagnostics.
+
+Imports dloader.demo (the workload): import it only after select_dloader chose the dloader.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .impls import Impl
+from dloader.demo import Context, LoaderFactory, build_schema
+
+from ..implementations import Implementation
 from .queries import Query
-from .workload import LoaderFactory, RequestContext
-
-__all__ = (
-    "Cell",
-    "Executor",
-    "IterationCounter",
-    "LoneLoad",
-    "Ticker",
-    "available_executors",
-    "diagnose_cell",
-    "lone_load_iterations",
-    "run_matrix",
-)
-
 
 # ---------------------------------------------------------------- executors
 
@@ -35,18 +26,16 @@ __all__ = (
 @dataclass(frozen=True)
 class Executor:
     name: str
-    run: Callable[[str, RequestContext], Awaitable[tuple[Any, Any]]]  # -> (data, errors)
+    run: Callable[[str, Context], Awaitable[tuple[Any, Any]]]  # -> (data, errors)
 
 
 def available_executors() -> tuple[list[Executor], list[str]]:
     """graphql-core always; strawberry when installed. Returns (executors, skipped notes)."""
     import graphql
 
-    from .graphql_core_schema import build_graphql_core_schema
+    gql_schema = build_schema()
 
-    gql_schema = build_graphql_core_schema()
-
-    async def run_graphql_core(text: str, ctx: RequestContext) -> tuple[Any, Any]:
+    async def run_graphql_core(text: str, ctx: Context) -> tuple[Any, Any]:
         result = await graphql.graphql(gql_schema, text, context_value=ctx)
         return result.data, result.errors
 
@@ -59,7 +48,7 @@ def available_executors() -> tuple[list[Executor], list[str]]:
     else:
         sb_schema = build_strawberry_schema()
 
-        async def run_strawberry(text: str, ctx: RequestContext) -> tuple[Any, Any]:
+        async def run_strawberry(text: str, ctx: Context) -> tuple[Any, Any]:
             result = await sb_schema.execute(text, context_value=ctx)
             return result.data, result.errors
 
@@ -150,13 +139,18 @@ class LoneLoad:
     ticker_to_resume: Counter[int] = field(default_factory=Counter)  # the same, counted by a call_soon ticker
 
 
+def maker(impl: Implementation) -> LoaderFactory:
+    """The workload's loader factory for an implementation (batch functions return lists in key order)."""
+    return lambda batch_function, _name: impl.new("plain", batch_function)
+
+
 async def lone_load_iterations(make: LoaderFactory, n: int = 30) -> LoneLoad:
     """``await loader.load(k)`` alone (distinct keys, so never a cache hit)."""
     loop = asyncio.get_running_loop()
     out = LoneLoad()
     called_at: list[int] = []
 
-    async def batch(keys: list[int]) -> list[int]:
+    async def batch(keys: list[Any]) -> list[Any]:
         called_at.append(clock())
         return list(keys)
 
@@ -232,8 +226,8 @@ async def run_requests(
     requests: int,
     latency: float,
     clock: Callable[[], int] | None = None,
-) -> tuple[list[RequestContext], list[Any], float]:
-    contexts = [RequestContext(db, make, latency, clock) for _ in range(requests)]
+) -> tuple[list[Context], list[Any], float]:
+    contexts = [Context(db, make, latency, clock=clock) for _ in range(requests)]
     start = time.perf_counter()
     results = await asyncio.gather(*(executor.run(query.text, ctx) for ctx in contexts))
     elapsed = time.perf_counter() - start
@@ -246,7 +240,7 @@ async def run_requests(
 async def run_matrix(
     loop_name: str,
     db: sqlite3.Connection,
-    impls: Sequence[Impl],
+    impls: Sequence[Implementation],
     executors: Sequence[Executor],
     queries: Sequence[Query],
     requests_options: Sequence[int],
@@ -279,10 +273,9 @@ async def run_matrix(
                             cell = row[impl.name]
                             if cell.error:
                                 continue
-                            assert impl.make is not None
                             try:
                                 contexts, datas, elapsed = await run_requests(
-                                    db, impl.make, executor, query, requests, latency_ms / 1000
+                                    db, maker(impl), executor, query, requests, latency_ms / 1000
                                 )
                             except Exception as error:  # report, keep going
                                 cell.error = f"{type(error).__name__}: {error}"[:200]
@@ -292,7 +285,7 @@ async def run_matrix(
                                 trips.update(ctx.round_trips())
                             if sum(trips.values()) >= cell.total:
                                 cell.round_trips = dict(sorted(trips.items()))
-                                cell.sql = sum(ctx.sql_statements for ctx in contexts)
+                                cell.sql = sum(ctx.statements for ctx in contexts)
                             cell.round_trip_totals.add(sum(trips.values()))
                             expected = reference.setdefault(query.name, datas[0])
                             if any(data != expected for data in datas):
@@ -327,13 +320,12 @@ NOT_REPRODUCED = "  (not reproduced on re-run)"
 
 
 async def diagnose_cell(
-    db: sqlite3.Connection, impl: Impl, executor: Executor, query: Query, requests: int, latency_ms: float
+    db: sqlite3.Connection, impl: Implementation, executor: Executor, query: Query, requests: int, latency_ms: float
 ) -> str:
     """Re-run one cell with an iteration ticker; return the load calls and batches per loader."""
-    assert impl.make is not None
     ticker = IterationCounter(asyncio.get_running_loop())
     log: list[tuple[int, Any, str, Any]] = []
-    make = impl.make
+    make = maker(impl)
 
     def traced(batch_fn: Any, name: str) -> Any:
         return _TracingLoader(make(batch_fn, name), log, ticker)

@@ -1,94 +1,79 @@
-"""The same schema written with strawberry; resolvers delegate to the shared ones."""
+"""The demo's schema written with strawberry, the round-trip check's second executor.
+
+Every field's resolver is dloader.demo's (they read ``info.context``, which strawberry provides too).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 
-from . import workload as w
-from .data import AuthorRow, BookRow, ReviewRow, UserRow
+from dloader import demo
 
-__all__ = ("build_strawberry_schema",)
+
+def via(resolve: Callable[..., Any]) -> Any:
+    """A field resolved by ``resolve(parent, info)``, whose value (or awaitable) strawberry takes as is."""
+
+    def resolver(root: strawberry.Parent[Any], info: strawberry.Info) -> Any:
+        return resolve(root, info)
+
+    return strawberry.field(resolver=resolver)
+
+
+def first(resolve: Callable[..., Any]) -> Any:
+    """A root list field with a ``first: Int!`` argument."""
+
+    def resolver(info: strawberry.Info, first: int) -> Any:
+        return resolve(None, info, first)
+
+    return strawberry.field(resolver=resolver)
+
+
+def by_id(info: strawberry.Info, id: int) -> Any:
+    return demo.resolve_user(None, info, id)
 
 
 @strawberry.type
 class User:
     id: int
     name: str
-
-    @strawberry.field
-    async def friends(root: strawberry.Parent[UserRow], info: strawberry.Info) -> list[User]:
-        return await w.user_friends(root, info.context)  # type: ignore[return-value]
-
-    @strawberry.field
-    def reviews(root: strawberry.Parent[UserRow], info: strawberry.Info) -> list[Review]:
-        return w.user_reviews(root, info.context)  # type: ignore[no-any-return]
-
-    @strawberry.field
-    async def favorite_author(root: strawberry.Parent[UserRow], info: strawberry.Info) -> Author:
-        return await w.user_favorite_author(root, info.context)  # type: ignore[return-value]
+    friends: list[User] = via(demo.resolve_friends)
+    reviews: list[Review] = via(demo.resolve_user_reviews)
+    favorite_author: Author = via(demo.resolve_favorite_author)
 
 
 @strawberry.type
 class Author:
     id: int
     name: str
-
-    @strawberry.field
-    async def books(root: strawberry.Parent[AuthorRow], info: strawberry.Info) -> list[Book]:
-        return await w.author_books(root, info.context)  # type: ignore[return-value]
+    books: list[Book] = via(demo.resolve_author_books)
 
 
 @strawberry.type
 class Book:
     id: int
     title: str
-
-    @strawberry.field
-    def author(root: strawberry.Parent[BookRow], info: strawberry.Info) -> Author:
-        return w.book_author(root, info.context)  # type: ignore[no-any-return]
-
-    @strawberry.field
-    def reviews(root: strawberry.Parent[BookRow], info: strawberry.Info) -> list[Review]:
-        return w.book_reviews(root, info.context)  # type: ignore[no-any-return]
+    author: Author = via(demo.resolve_book_author)
+    reviews: list[Review] = via(demo.resolve_book_reviews)
 
 
 @strawberry.type
 class Review:
     id: int
     rating: int
-
-    @strawberry.field
-    async def book(root: strawberry.Parent[ReviewRow], info: strawberry.Info) -> Book:
-        return await w.review_book(root, info.context)  # type: ignore[return-value]
-
-    @strawberry.field
-    async def reviewer(root: strawberry.Parent[ReviewRow], info: strawberry.Info) -> User:
-        return await w.review_reviewer(root, info.context)  # type: ignore[return-value]
+    book: Book = via(demo.resolve_review_book)
+    reviewer: User = via(demo.resolve_reviewer)
 
 
 @strawberry.type
 class Query:
-    @strawberry.field
-    def books(self, info: strawberry.Info, first: int) -> list[Book]:
-        return w.query_books(info.context, first)  # type: ignore[return-value]
-
-    @strawberry.field
-    def authors(self, info: strawberry.Info, first: int) -> list[Author]:
-        return w.query_authors(info.context, first)  # type: ignore[return-value]
-
-    @strawberry.field
-    def users(self, info: strawberry.Info, first: int) -> list[User]:
-        return w.query_users(info.context, first)  # type: ignore[return-value]
-
-    @strawberry.field
-    def reviews(self, info: strawberry.Info, first: int) -> list[Review]:
-        return w.query_reviews(info.context, first)  # type: ignore[return-value]
-
-    @strawberry.field
-    async def user(self, info: strawberry.Info, id: int) -> User | None:
-        return await w.query_user(info.context, id)  # type: ignore[return-value]
+    books: list[Book] = first(demo.resolve_books)
+    authors: list[Author] = first(demo.resolve_authors)
+    users: list[User] = first(demo.resolve_users)
+    reviews: list[Review] = first(demo.resolve_reviews)
+    user: User | None = strawberry.field(resolver=by_id)
 
 
 def build_strawberry_schema() -> Any:
