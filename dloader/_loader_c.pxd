@@ -38,7 +38,6 @@ cdef class _Dispatcher:
     cdef list pending
     cdef object handle
     cdef Py_ssize_t waits
-    cdef bint starting
     cdef bint guarded
     cdef object __weakref__
 

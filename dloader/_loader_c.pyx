@@ -208,7 +208,6 @@ cdef class _Dispatcher:
         # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
         self.handle = None
         self.waits = 0
-        self.starting = False
         self.guarded = False
 
     cdef add(self, DataLoader loader):
@@ -236,11 +235,7 @@ cdef class _Dispatcher:
                 name = f"dloader:{loader._name}:batch-{loader._batch_counter}"  # README: Semantics
                 # Not started eagerly: its first step would only yield (the look is one
                 # iteration on). A done callback guards the window before that step instead.
-                self.starting = True
-                try:
-                    task = loop.create_task(self._dispatch_task(loader), name=name)
-                finally:
-                    self.starting = False
+                task = loop.create_task(self._dispatch_task(loader), name=name)
                 task.add_done_callback(self._task_done)
                 self.handle = task
                 self.guarded = True
@@ -293,15 +288,19 @@ cdef class _Dispatcher:
     async def _dispatch_task(self, DataLoader owner):
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         _check_self(self, _Dispatcher)
+        cdef bint eager
         loop = self.loop
-        # Until this first step, the scheduled dispatch is this task (an eager task factory
-        # runs the step inside create_task, before add() has recorded it).
-        task = _current_task(loop) if self.starting else self.handle
+        # At its first step the scheduled dispatch is this task, unless an application's
+        # eager task factory runs that step inside create_task, before add() records it.
+        task = self.handle
+        eager = task is None
+        if eager:
+            task = _current_task(loop)
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
             task.remove_done_callback(self._task_done)
         try:
-            if self.starting:  # an application's eager task factory started it inside load()
+            if eager:  # an application's eager task factory started it inside load()
                 await _yield_once()  # look one iteration on, as a task's first step does
             ready = self.ready
             if ready is None:

@@ -169,7 +169,7 @@ class _Dispatcher:
     and one dispatch serves every loader that queued keys in the same iterations.
     """
 
-    __slots__ = ("loop", "ready", "pending", "handle", "waits", "starting", "guarded", "__weakref__")
+    __slots__ = ("loop", "ready", "pending", "handle", "waits", "guarded", "__weakref__")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self.loop = loop
@@ -180,7 +180,6 @@ class _Dispatcher:
         # The scheduled dispatch: a task (idle asyncio loop, uvloop), a timer (busy asyncio loop) or None.
         self.handle: Any = None
         self.waits = 0
-        self.starting = False
         self.guarded = False
 
     def add(self, loader: DataLoader[Any, Any]) -> None:
@@ -208,11 +207,7 @@ class _Dispatcher:
                 name = f"dloader:{loader._name}:batch-{loader._batch_counter}"  # README: Semantics
                 # Not started eagerly: its first step would only yield (the look is one
                 # iteration on). A done callback guards the window before that step instead.
-                self.starting = True
-                try:
-                    task = loop.create_task(self._dispatch_task(loader), name=name)
-                finally:
-                    self.starting = False
+                task = loop.create_task(self._dispatch_task(loader), name=name)
                 task.add_done_callback(self._task_done)
                 self.handle = task
                 self.guarded = True
@@ -265,14 +260,17 @@ class _Dispatcher:
     async def _dispatch_task(self, owner: DataLoader[Any, Any]) -> None:
         """The dispatch on an idle asyncio loop or on uvloop, in a task named after ``owner``."""
         loop = self.loop
-        # Until this first step, the scheduled dispatch is this task (an eager task factory
-        # runs the step inside create_task, before add() has recorded it).
-        task = _current_task(loop) if self.starting else self.handle
+        # At its first step the scheduled dispatch is this task, unless an application's
+        # eager task factory runs that step inside create_task, before add() records it.
+        task = self.handle
+        eager = task is None
+        if eager:
+            task = _current_task(loop)
         if self.guarded:  # past the first step: the guard would only add a callback to the loop
             self.guarded = False
             task.remove_done_callback(self._task_done)
         try:
-            if self.starting:  # an application's eager task factory started it inside load()
+            if eager:  # an application's eager task factory started it inside load()
                 await _yield_once()  # look one iteration on, as a task's first step does
             ready = self.ready
             if ready is None:
