@@ -42,13 +42,35 @@ cdef object InvalidStateError = asyncio.InvalidStateError
 cdef object _CoroutineType = CoroutineType
 cdef object _Task = asyncio.Task
 cdef Py_ssize_t _MAX_DISPATCH_WAITS = MAX_DISPATCH_WAITS
-cdef object _yield_once = _common.yield_once
 cdef object _resume = _common.resume
 cdef object _MISSING = object()
 cdef object _MISS = MISS
 cdef bint _NATIVE_EAGER_START = NATIVE_EAGER_START
 cdef object _Deque = deque
 cdef object _copy_context = copy_context
+
+
+@cython.final
+cdef class _YieldOnce:
+    """``await _YieldOnce()``: let the loop run one round, as ``_common.yield_once`` does.
+
+    The task sees a bare yield and resumes after the callbacks queued before it. An
+    iterator object instead of a generator: no frame, and it ends without a StopIteration.
+    """
+
+    cdef bint yielded
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.yielded:
+            raise StopIteration
+        self.yielded = True
+        return None
 
 
 @cython.final
@@ -301,14 +323,14 @@ cdef class _Dispatcher:
             task.remove_done_callback(self._task_done)
         try:
             if eager:  # an application's eager task factory started it inside load()
-                await _yield_once()  # look one iteration on, as a task's first step does
+                await _YieldOnce()  # look one iteration on, as a task's first step does
             ready = self.ready
             if ready is None:
                 # uvloop: a yielding task resumes after every callback queued before it, so
                 # each look sees a whole iteration; look once more while keys keep arriving.
-                await _yield_once()
+                await _YieldOnce()
                 while self.keys_arriving():
-                    await _yield_once()
+                    await _YieldOnce()
             elif ready:  # the asyncio loop got busy meanwhile: watch whole iterations instead
                 self.handle = loop.call_at(loop.time(), self._check)
                 return
