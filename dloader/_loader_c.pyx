@@ -654,7 +654,7 @@ cdef class DataLoader:
         cdef list failed
         cdef Py_ssize_t index = 0
         cdef Py_ssize_t count, hits, joined = 0
-        cdef bint schedule = False
+        cdef bint schedule
         cdef _Collector collector
         cdef dict queue
         cdef dict in_flight
@@ -713,6 +713,7 @@ cdef class DataLoader:
         queue = self._queue
         in_flight = self._in_flight
         queued_keys = [] if self._instrumentation is not None else None
+        schedule = not queue  # the first keys queued: this call schedules the dispatch
         for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
@@ -724,12 +725,10 @@ cdef class DataLoader:
                 if entry is waiter:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key_list[index]
-                    if len(queue) == 1:
-                        schedule = True
                     continue
             joined += 1
             self._join(entry, waiter)
-        if schedule:  # every key is queued: now the dispatch may be scheduled
+        if schedule and queue:  # every key is queued: now the dispatch may be scheduled
             self._dispatcher.add(self)
         if collector.remaining == 0 and not future.done():
             future.set_result(results)

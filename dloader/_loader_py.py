@@ -657,7 +657,7 @@ class DataLoader(Generic[_K, _V]):
         in_flight = self._in_flight
         joined = 0
         queued_keys: list[Any] | None = [] if self._instrumentation is not None else None
-        schedule = False
+        schedule = not queue  # the first keys queued: this call schedules the dispatch
         for index in missing:
             cache_key = cache_keys[index]
             waiter = (collector, index)
@@ -669,12 +669,10 @@ class DataLoader(Generic[_K, _V]):
                 if entry is waiter:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = keys[index]
-                    if len(queue) == 1:
-                        schedule = True
                     continue
             joined += 1
             self._join(entry, waiter)
-        if schedule:  # every key is queued: now the dispatch may be scheduled
+        if schedule and queue:  # every key is queued: now the dispatch may be scheduled
             self._dispatcher.add(self)  # type: ignore[union-attr]
         if collector.remaining == 0 and not future.done():
             future.set_result(results)
@@ -1148,9 +1146,7 @@ class DataLoader(Generic[_K, _V]):
         more_waiters = self._more_waiters
         cache_map = self._cache_map if self._cache else None
         failures = 0
-        index = -1
-        for cache_key, entry, value in zip(cache_keys, entries, results):
-            index += 1
+        for key, cache_key, entry, value in zip(keys, cache_keys, entries, results):
             attached = in_flight.pop(cache_key, None)
             if attached is not entry:
                 if attached is not None:  # a newer fetch of this key: not ours to touch
@@ -1159,7 +1155,7 @@ class DataLoader(Generic[_K, _V]):
             if isinstance(value, Exception):
                 failures += 1
                 if attached is not None and cache_map is not None and self._cache_errors is not False:
-                    self._cache_error(keys[index], cache_key, value)
+                    self._cache_error(key, cache_key, value)
                 self._fail_entry(entry, value)
                 continue
             if attached is not None and cache_map is not None:
