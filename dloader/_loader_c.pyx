@@ -712,7 +712,6 @@ cdef class DataLoader:
             collector.fail(index, self._errors[cache_keys[index]])
         queue = self._queue
         in_flight = self._in_flight
-        queued_keys = [] if self._instrumentation is not None else None
         schedule = not queue  # the first keys queued: this call schedules the dispatch
         for index in missing:
             cache_key = cache_keys[index]
@@ -720,8 +719,6 @@ cdef class DataLoader:
             entry = in_flight.get(cache_key) if in_flight else None
             if entry is None:
                 entry = queue.setdefault(cache_key, waiter)
-                if queued_keys is not None:
-                    queued_keys.append(cache_key)
                 if entry is waiter:
                     if cache_key_fn is not None:
                         self._queue_keys[cache_key] = key_list[index]
@@ -733,6 +730,12 @@ cdef class DataLoader:
         if collector.remaining == 0 and not future.done():
             future.set_result(results)
         if self._observed:
+            # The cache keys this call queued or joined while queued (the others joined running fetches).
+            queued_keys = (
+                [cache_keys[index] for index in missing if cache_keys[index] in queue]
+                if self._instrumentation is not None
+                else None
+            )
             self._observe(key_list, future, queued_keys, True, hits, joined, len(missing) - joined)
         return future
 
