@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.endtoend [--impl compiled,python] [--quick | --smoke] [--requests N]
-                                  [--no-valgrind]
+                                  [--loop asyncio|uvloop] [--no-valgrind] [--keep DIR]
 
 The workload is the demo's (``dloader.demo``): graphql-core executes its nested ``QUERY``
 over the in-memory SQLite library, with per-request loaders and no simulated latency, so
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import hashlib
 import json
 import os
@@ -48,6 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +141,16 @@ class RequestLoaders:
         return loader
 
 
+class UnavailableError(RuntimeError):
+    """The loader class cannot be imported (e.g. the compiled twin of a pure install)."""
+
+
 def loader_class(name: str) -> Callable[[Any], Any]:
     if name == FLOOR:
         return FloorLoader
     (impl,) = make_implementations([name])
     if not impl.available():
-        raise RuntimeError(f"{name} is unavailable: {impl.skip_reason}")
+        raise UnavailableError(f"{name} is unavailable: {impl.skip_reason}")
     cls: Callable[[Any], Any] = impl.loader_class
     return cls
 
@@ -186,13 +192,29 @@ def fingerprint(outcomes: list[tuple[Any, dict[str, int]]]) -> dict[str, Any]:
     return {"data_sha256": hashlib.sha256(data).hexdigest(), "round_trips": trips}
 
 
-def worker(loader_name: str, requests: int) -> int:
+def new_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _settle() -> None:
+    """Collect, then freeze what exists: every loader's run starts with the same collector state
+    (otherwise a full collection lands at a different moment in each run, a million Ir apart)."""
+    gc.collect()
+    gc.freeze()
+
+
+def worker(loader_name: str, requests: int, loop_name: str) -> int:
     """Runs in the measured process: warm-up uncounted, then the requests inside sys.call_tracing."""
     workload = Workload(loader_name)
-    loop = asyncio.new_event_loop()
+    loop = new_loop(loop_name)
     asyncio.set_event_loop(loop)
     try:
         warm = loop.run_until_complete(workload.requests(WARMUP_REQUESTS))
+        _settle()
         # Under callgrind, collection toggles on entering and leaving this C function.
         outcomes = sys.call_tracing(loop.run_until_complete, (workload.requests(requests),))
     finally:
@@ -205,61 +227,95 @@ def worker(loader_name: str, requests: int) -> int:
 # ------------------------------------------------------------------------------ callgrind
 
 
-def callgrind_costs(path: Path, object_part: str) -> tuple[int, int]:
-    """Total Ir of a callgrind file, and the exclusive Ir of objects whose name contains ``object_part``.
+# Calls from the extension into these run someone else's coroutine (load_fn's body, a value
+# cache's): their inclusive cost is not the loader's.
+FOREIGN_SENDS = frozenset({"PyIter_Send", "_PyGen_Send", "PyGen_am_send", "gen_send_ex", "gen_send_ex2"})
 
-    Reads the raw format: ``ob=``/``fl=``/``fn=`` set the current position (names may be
-    compressed to ``(id)``); a cost line right after ``calls=`` is the call's inclusive cost
-    and is skipped, every other cost line is exclusive cost of the current function.
+
+@dataclass
+class CallgrindCosts:
+    total: int  # Ir of the measured requests
+    own: int  # exclusive Ir of the extension's object: the loader's machine code
+    entered: int  # inclusive Ir of every call into the extension from outside it
+    foreign: int  # inclusive Ir of the extension's sends into foreign coroutines (load_fn)
+
+    @property
+    def attributed(self) -> int:
+        """The loader's instructions: everything under a call into it, except load_fn's body."""
+        return self.entered - self.foreign
+
+
+def _base(function: str) -> str:
+    return function.partition("'")[0]  # callgrind marks recursion levels as name'2
+
+
+def callgrind_costs(path: Path, object_part: str) -> CallgrindCosts:
+    """Read a callgrind file (raw format) for the costs of the object whose name contains ``object_part``.
+
+    ``ob=`` sets the current object, ``fn=`` the function (names may be compressed to ``(id)``); ``cob=``
+    and ``cfn=`` name the callee of the next ``calls=`` line, whose following cost line is
+    that call's inclusive cost; every other cost line is exclusive cost of the current function.
     """
     names: dict[str, str] = {}
-    current_object = ""
-    in_object = False
+    caller_object = ""
+    callee_object: str | None = None
+    callee = ""
     after_call = False
-    total = 0
-    own = 0
+    costs = CallgrindCosts(0, 0, 0, 0)
     summary: int | None = None
+
+    def inside(object_name: str) -> bool:
+        return object_part in os.path.basename(object_name)
+
     with path.open() as lines:
         for line in lines:
-            if not line or line[0] == "\n":
-                continue
-            head = line[0]
-            if head.isdigit() or head in "+-*":
-                if after_call:
-                    after_call = False
-                    continue
+            head = line[:1]
+            if head.isdigit() or head in ("+", "-", "*"):
                 fields = line.split()
-                if len(fields) >= 2:
-                    cost = int(fields[1])
-                    total += cost
-                    if in_object:
-                        own += cost
-                continue
-            if line.startswith("ob="):
-                current_object = _name(line[3:].strip(), names)
-                in_object = object_part in os.path.basename(current_object)
+                cost = int(fields[1]) if len(fields) >= 2 else 0
+                if after_call:  # the inclusive cost of the call just named
+                    after_call = False
+                    target_object = caller_object if callee_object is None else callee_object
+                    callee_object = None
+                    if inside(target_object) and not inside(caller_object):
+                        costs.entered += cost
+                    elif inside(caller_object) and not inside(target_object) and _base(callee) in FOREIGN_SENDS:
+                        costs.foreign += cost
+                else:
+                    costs.total += cost
+                    if inside(caller_object):
+                        costs.own += cost
+            elif line.startswith("ob="):
+                caller_object = _name("ob", line[3:], names)
+            elif line.startswith("fn="):
+                _name("fn", line[3:], names)  # defines ids that cfn= lines may refer to
+            elif line.startswith("cob="):
+                callee_object = _name("ob", line[4:], names)
+            elif line.startswith("cfn="):
+                callee = _name("fn", line[4:], names)
             elif line.startswith("calls="):
                 after_call = True
-            elif line.startswith(("summary:", "totals:")):
+            elif line.startswith("summary:"):
                 summary = int(line.split()[1])
-            elif line.startswith(("cob=", "cfi=", "cfl=", "cfn=")):
-                _name(line.split("=", 1)[1].strip(), names, line[:3])
-    return (summary if summary is not None else total), own
+    if summary is not None:
+        costs.total = summary
+    return costs
 
 
-def _name(text: str, names: dict[str, str], kind: str = "ob") -> str:
-    """Resolve callgrind's name compression: ``(12) name`` defines, ``(12)`` refers."""
-    key_kind = "ob" if kind in ("ob", "cob") else kind
+def _name(kind: str, text: str, names: dict[str, str]) -> str:
+    """Resolve callgrind's name compression: ``(12) name`` defines id 12, ``(12)`` refers to it."""
+    text = text.strip()
     if text.startswith("("):
         ident, _, rest = text.partition(")")
-        key = f"{key_kind}{ident}"
+        key = kind + ident
         if rest.strip():
             names[key] = rest.strip()
         return names.get(key, text)
     return text
 
 
-def run_under_callgrind(loader_name: str, requests: int, directory: Path) -> dict[str, Any]:
+def run_under_callgrind(loader_name: str, requests: int, loop_name: str, directory: Path) -> dict[str, Any]:
+    loader_class(loader_name)  # an unavailable class fails here, not after minutes under valgrind
     out_file = directory / f"callgrind.{loader_name}.out"
     command = [
         "valgrind",
@@ -274,34 +330,38 @@ def run_under_callgrind(loader_name: str, requests: int, directory: Path) -> dic
         loader_name,
         "--requests",
         str(requests),
+        "--loop",
+        loop_name,
     ]
     environment = {**os.environ, "PYTHONHASHSEED": "0"}
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=os.getcwd())
     if completed.returncode != 0:
         raise RuntimeError(f"{loader_name}: the worker failed:\n{completed.stderr[-3000:]}")
-    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
-    total, own = callgrind_costs(out_file, "_loader_c")
-    if total == 0:
+    outcome: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    costs = callgrind_costs(out_file, "_loader_c")
+    if costs.total == 0:
         raise RuntimeError(f"{loader_name}: callgrind counted nothing (is {TOGGLE_FUNCTION} a symbol of this Python?)")
-    outcome.update(total_ir=total, own_ir=own)
+    outcome["costs"] = costs
     return outcome
 
 
 # ------------------------------------------------------------------------------ cProfile fallback
 
 
-def profile_share(loader_name: str, requests: int) -> dict[str, Any]:
+def profile_share(loader_name: str, requests: int, loop_name: str) -> dict[str, Any]:
     """Total time of the loader's own functions over the requests' total, under cProfile."""
     workload = Workload(loader_name)
-    loop = asyncio.new_event_loop()
+    loop = new_loop(loop_name)
     asyncio.set_event_loop(loop)
     profiler = cProfile.Profile()
     try:
         warm = loop.run_until_complete(workload.requests(WARMUP_REQUESTS))
+        _settle()
         profiler.enable()
         outcomes = loop.run_until_complete(workload.requests(requests))
         profiler.disable()
     finally:
+        gc.unfreeze()
         asyncio.set_event_loop(None)
         loop.close()
     stats = pstats.Stats(profiler)
@@ -317,8 +377,40 @@ def profile_share(loader_name: str, requests: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ main
 
 
+METHOD = f"""method: callgrind instruction counts (Ir) of the measured requests only (--toggle-collect={TOGGLE_FUNCTION})
+  compiled share = (Ir under every call into the _loader_c extension, inclusive: its own code and the
+                    CPython and asyncio work it calls, e.g. create_future, set_result, call_soon, task
+                    creation -- minus Ir of its sends into load_fn's coroutine, i.e. load_fn's body)
+                   / Ir(requests with the compiled twin)
+  pure share     = (compiled twin's loader Ir + Ir(pure) - Ir(compiled)) / Ir(pure): the same requests,
+                   only the loader class differs, so the whole difference is the loader's
+  floor share    = the same for the inline floor loader (least any loader pays here)
+  over floor     = (Ir(twin) - Ir(floor)) / Ir(twin); own code = exclusive Ir in the extension / Ir"""
+
+
 def _percent(part: float, whole: float) -> str:
     return f"{100 * part / whole:.2f} %"
+
+
+def print_shares(costs: dict[str, CallgrindCosts], twins: list[str], requests: int) -> None:
+    """The table of the callgrind method (see METHOD)."""
+    floor = costs[FLOOR].total
+    compiled = costs.get("compiled")
+    # Instructions the loader accounts for in each run, anchored on the compiled twin's attribution.
+    loader_ir = {}
+    if compiled is not None:
+        anchor = compiled.attributed
+        loader_ir = {name: anchor + cost.total - compiled.total for name, cost in costs.items()}
+        loader_ir["compiled"] = anchor
+    header = f"{'loader':<10}{'Ir per request':>16}{'loader share':>14}{'over floor':>12}{'own code':>10}  target"
+    print("\n" + header)
+    for name in (FLOOR, *twins):
+        total = costs[name].total
+        share = _percent(loader_ir[name], total) if name in loader_ir else "–"
+        over = _percent(total - floor, total) if name != FLOOR else "–"
+        own = _percent(costs[name].own, total) if name == "compiled" else "–"
+        target = f"≤ {TARGETS[name]:g} %" if name in TARGETS else ""
+        print(f"{name:<10}{total / requests:>16,.0f}{share:>14}{over:>12}{own:>10}  {target}")
 
 
 def _check_same(outcomes: dict[str, dict[str, Any]]) -> list[str]:
@@ -340,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="fewer requests (2)")
     size.add_argument("--smoke", action="store_true", help="one request, cProfile only: checks results (CI)")
     parser.add_argument("--requests", type=int, help="measured requests per loader (default 5)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (default asyncio)")
     parser.add_argument("--no-valgrind", action="store_true", help="use the cProfile fallback even with valgrind")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep the callgrind files in this directory")
     parser.add_argument("--worker", metavar="LOADER", help=argparse.SUPPRESS)
@@ -349,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     choice = select_dloader(args.source_tree)
     requests = args.requests or (1 if args.smoke else 2 if args.quick else 5)
     if args.worker:
-        return worker(args.worker, requests)
+        return worker(args.worker, requests, args.loop)
     twins = [name.strip() for name in args.impl.split(",") if name.strip()]
     unknown = [name for name in twins if name not in TWINS]
     if unknown or not twins:
@@ -358,39 +451,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}; dloader {info.get('dloader_version')} from {info.get('dloader_file')}")
     import graphql
 
-    print(f"workload: dloader.demo's QUERY with graphql-core {graphql.__version__}, 0 ms latency, {requests} requests")
+    print(f"workload: dloader.demo's QUERY with graphql-core {graphql.__version__}, 0 ms latency, {requests} requests, {args.loop}")
     use_valgrind = not (args.smoke or args.no_valgrind) and shutil.which("valgrind") is not None
     started = time.perf_counter()
     if use_valgrind:
-        print(
-            f"method: callgrind instruction counts of the measured requests only (--toggle-collect={TOGGLE_FUNCTION});\n"
-            "  over floor = (Ir(twin) - Ir(inline floor loader)) / Ir(twin); own code (compiled) = exclusive Ir\n"
-            "  in the _loader_c object / Ir(twin)"
-        )
+        print(METHOD)
+        # The compiled twin is always run: its attributed cost anchors the pure twin's share.
+        measured = [FLOOR, *dict.fromkeys(["compiled", *twins])]
         directory = args.keep or Path(tempfile.mkdtemp(prefix="dloader-endtoend-"))
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            outcomes = {name: run_under_callgrind(name, requests, directory) for name in (FLOOR, *twins)}
+            outcomes = {}
+            for name in measured:
+                try:
+                    outcomes[name] = run_under_callgrind(name, requests, args.loop, directory)
+                except UnavailableError as error:
+                    if name in twins:
+                        raise
+                    print(f"({error}: the loader shares cannot be attributed, only the differences)")
         finally:
             if args.keep is None:
                 shutil.rmtree(directory, ignore_errors=True)
         problems = _check_same(outcomes)
-        floor_ir = outcomes[FLOOR]["total_ir"]
-        print(f"\n{'loader':<10}{'Ir per request':>16}{'over floor':>12}{'own code':>10}  target")
-        print(f"{FLOOR:<10}{floor_ir / requests:>16,.0f}")
-        for name in twins:
-            outcome = outcomes[name]
-            total = outcome["total_ir"]
-            own = _percent(outcome["own_ir"], total) if name == "compiled" else "–"
-            over = _percent(total - floor_ir, total)
-            print(f"{name:<10}{total / requests:>16,.0f}{over:>12}{own:>10}  ≤ {TARGETS[name]:g} %")
+        print_shares({name: outcome["costs"] for name, outcome in outcomes.items()}, twins, requests)
     else:
         reason = "--smoke" if args.smoke else "--no-valgrind" if args.no_valgrind else "valgrind not found"
         print(
             f"method: cProfile fallback ({reason}): tottime of the loader's own functions / total tottime;\n"
             "  approximate: profiling inflates Python-level functions (the pure twin) more than C ones"
         )
-        outcomes = {name: profile_share(name, requests) for name in (FLOOR, *twins)}
+        outcomes = {name: profile_share(name, requests, args.loop) for name in (FLOOR, *twins)}
         problems = _check_same(outcomes)
         print(f"\n{'loader':<10}{'share':>10}  target")
         for name in twins:

@@ -215,7 +215,9 @@ async def _measure_size(
                 per_key = await _sample(scenario, impl, inner, gc_mode == "off", expected)
             except Exception as error:  # wrong result, an exception inside the loader, a timeout
                 alive.remove(impl.name)
-                message = str(error) if isinstance(error, AssertionError | _Expired) else f"{type(error).__name__}: {error}"
+                message = (
+                    str(error) if isinstance(error, AssertionError | _Expired) else f"{type(error).__name__}: {error}"
+                )
                 results.failures.append(Failure(scenario.name, n, impl.name, gc_mode, message))
                 continue
             if round_index >= warmup:
@@ -225,9 +227,7 @@ async def _measure_size(
             results.samples[(scenario.name, n, name, gc_mode)] = values
 
 
-async def _measure(
-    impls: list[Implementation], plan: Plan, results: Results, progress: Callable[[str], None]
-) -> None:
+async def _measure(impls: list[Implementation], plan: Plan, results: Results, progress: Callable[[str], None]) -> None:
     for scenario_name in SCENARIOS:
         alive = [impl.name for impl in impls]  # a failure drops an implementation from the scenario
         for n in plan.sizes:
@@ -413,7 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--svg", type=Path, metavar="PATH", help="write the plot here (e.g. docs/scaling.svg)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every sample as JSON")
     parser.add_argument(
-        "--from-json", type=Path, metavar="PATH", help="measure nothing: tables and plot from a --json file of a past run"
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="measure nothing: tables and plot from a --json file of a past run",
     )
     parser.add_argument("--source-tree", action="store_true", help="measure this checkout's dloader/")
     args = parser.parse_args(argv)
