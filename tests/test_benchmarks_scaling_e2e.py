@@ -69,7 +69,11 @@ def test_scaling_plot_from_the_same_figures_is_the_same_file(tmp_path: Path) -> 
         for gc_mode in scaling.GC_MODES:
             for scenario in scaling.SCENARIOS:
                 results.samples[(scenario, n, "floor", gc_mode)] = [floor_ns, floor_ns * 1.1, floor_ns * 0.9]
-                results.samples[(scenario, n, "compiled", gc_mode)] = [compiled_ns, compiled_ns * 1.1, compiled_ns * 0.9]
+                results.samples[(scenario, n, "compiled", gc_mode)] = [
+                    compiled_ns,
+                    compiled_ns * 1.1,
+                    compiled_ns * 0.9,
+                ]
     first, second = tmp_path / "first.svg", tmp_path / "second.svg"
     scaling.write_svg(results, first)
     scaling.write_svg(scaling.Results.from_json(json.loads(json.dumps(results.to_json()))), second)
@@ -127,7 +131,8 @@ def test_endtoend_smoke_runs_the_demo_query_with_both_twins_and_the_floor() -> N
 
 # A callgrind profile in the tool's raw format: a caller outside the extension calls into it
 # (inclusive 100), the extension runs 30 instructions of its own and sends into load_fn's
-# coroutine (inclusive 60, of which 7 are a nested call back into the extension); names use
+# coroutine (inclusive 60, of which 7 are a nested call back into the extension); a collection
+# costs 5; names use
 # the format's compression, "(n) name" defining and "(n)" referring.
 CALLGRIND_SAMPLE = """\
 version: 1
@@ -138,7 +143,10 @@ summary: 1000
 ob=(1) /usr/lib/libpython3.11.so.1.0
 fl=(1) ceval.c
 fn=(1) _PyEval_EvalFrameDefault
-10 900
+10 895
+cfn=(5) gc_collect_main
+calls=1 0
+11 5
 cob=(2) /repo/dloader/_loader_c.cpython-311-x86_64-linux-gnu.so
 cfl=(2) _loader_c.c
 cfn=(2) __pyx_pw_load
@@ -173,6 +181,9 @@ calls=1 0
 fn=(4)
 40 10
 
+fn=(5)
+50 5
+
 ob=(2)
 fl=(2)
 fn=(2)
@@ -187,6 +198,6 @@ def test_callgrind_reader_attributes_inclusive_cost_minus_load_fn(tmp_path: Path
     profile = tmp_path / "callgrind.out"
     profile.write_text(CALLGRIND_SAMPLE)
     costs = endtoend.callgrind_costs(profile, "_loader_c")
-    assert (costs.total, costs.own, costs.entered, costs.foreign) == (1000, 37, 107, 60)
+    assert (costs.total, costs.own, costs.entered, costs.foreign, costs.collector) == (1000, 37, 107, 60, 5)
     # 100 entered from the interpreter - 60 in load_fn + 7 re-entered from load_fn's body.
     assert costs.attributed == 47
