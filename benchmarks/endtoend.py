@@ -459,6 +459,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not twins:
         parser.error(f"--impl: choose from {', '.join(TWINS)} (got {args.impl!r})")
     info = describe_dloader(choice)
+    for name in list(twins):
+        try:
+            loader_class(name)
+        except UnavailableError as error:
+            print(f"{error}: skipped")
+            twins.remove(name)
+    if not twins:
+        print("no twin to measure", file=sys.stderr)
+        return 2
     print(f"python {sys.version.split()[0]}; dloader {info.get('dloader_version')} from {info.get('dloader_file')}")
     import graphql
 
@@ -478,9 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in measured:
                 try:
                     outcomes[name] = run_under_callgrind(name, requests, args.loop, directory)
-                except UnavailableError as error:
-                    if name in twins:
-                        raise
+                except UnavailableError as error:  # only the compiled anchor can be missing here
                     print(f"({error}: the loader shares cannot be attributed, only the differences)")
         finally:
             if args.keep is None:
