@@ -232,13 +232,20 @@ def worker(loader_name: str, requests: int, loop_name: str) -> int:
 FOREIGN_SENDS = frozenset({"PyIter_Send", "_PyGen_Send", "PyGen_am_send", "gen_send_ex", "gen_send_ex2"})
 # CPython's collection entry point (gcmodule.c / gc.c): how much of a run is garbage collection.
 COLLECTIONS = frozenset({"gc_collect_main"})
+# Cython's mangled prefix of every function of dloader._loader_c, and the extension's shared
+# helpers (__Pyx_Coroutine_AmSend, ...): callgrind names their contexts with their callers,
+# so a call into the extension that is already under one of its functions is not counted twice
+# (on 3.12+ the loader starts its batch task eagerly: its coroutine runs inside the loader's call).
+LOADER_SYMBOL = "7dloader_9_loader_c"
+CALLER_DEPTH = 24
+SEPARATE_CALLERS = (f"--separate-callers{CALLER_DEPTH}=*{LOADER_SYMBOL}*", f"--separate-callers{CALLER_DEPTH}=__Pyx_*")
 
 
 @dataclass
 class CallgrindCosts:
     total: int  # Ir of the measured requests
     own: int  # exclusive Ir of the extension's object: the loader's machine code
-    entered: int  # inclusive Ir of every call into the extension from outside it
+    entered: int  # inclusive Ir of the calls into the extension from outside it, the outermost ones
     foreign: int  # inclusive Ir of the extension's sends into foreign coroutines (load_fn)
     collector: int = 0  # inclusive Ir of the cyclic garbage collector's collections
 
@@ -249,7 +256,20 @@ class CallgrindCosts:
 
 
 def _base(function: str) -> str:
-    return function.partition("'")[0]  # callgrind marks recursion levels as name'2
+    return function.partition("'")[0]  # a context: name'caller'caller's caller...; name'2: recursion
+
+
+def _under_the_loader(context: str) -> bool:
+    """Whether a call runs under a function of the loader, not counting load_fn's body.
+
+    Walks the callers from the nearest outward: a loader function reached through one of its
+    sends into a foreign coroutine means the call happens inside load_fn (not the loader's).
+    """
+    callers = [name for name in context.split("'")[1:] if not name.isdigit()]
+    for index, name in enumerate(callers):
+        if LOADER_SYMBOL in name:
+            return not (index and callers[index - 1] in FOREIGN_SENDS)
+    return False
 
 
 def callgrind_costs(path: Path, object_part: str) -> CallgrindCosts:
@@ -280,7 +300,7 @@ def callgrind_costs(path: Path, object_part: str) -> CallgrindCosts:
                     after_call = False
                     target_object = caller_object if callee_object is None else callee_object
                     callee_object = None
-                    if inside(target_object) and not inside(caller_object):
+                    if inside(target_object) and not inside(caller_object) and not _under_the_loader(callee):
                         costs.entered += cost
                     elif inside(caller_object) and not inside(target_object) and _base(callee) in FOREIGN_SENDS:
                         costs.foreign += cost
@@ -327,6 +347,7 @@ def run_under_callgrind(loader_name: str, requests: int, loop_name: str, directo
         "--tool=callgrind",
         "--collect-atstart=no",
         f"--toggle-collect={TOGGLE_FUNCTION}",
+        *SEPARATE_CALLERS,
         f"--callgrind-out-file={out_file}",
         sys.executable,
         "-m",
@@ -383,10 +404,11 @@ def profile_share(loader_name: str, requests: int, loop_name: str) -> dict[str, 
 
 
 METHOD = f"""method: callgrind instruction counts (Ir) of the measured requests only (--toggle-collect={TOGGLE_FUNCTION})
-  compiled share = (Ir under every call into the _loader_c extension, inclusive: its own code and the
-                    CPython and asyncio work it calls, e.g. create_future, set_result, call_soon, task
-                    creation -- minus Ir of its sends into load_fn's coroutine, i.e. load_fn's body)
-                   / Ir(requests with the compiled twin)
+  compiled share = (Ir under every outermost call into the _loader_c extension, inclusive: its own code
+                    and the CPython and asyncio work it calls, e.g. create_future, set_result, call_soon,
+                    task creation -- minus Ir of its sends into load_fn's coroutine, i.e. load_fn's body)
+                   / Ir(requests with the compiled twin); calls already under the loader (its eagerly
+                   started batch task) are told apart by their callers (--separate-callers{CALLER_DEPTH})
   pure share     = (compiled twin's loader Ir + Ir(pure) - Ir(compiled)) / Ir(pure): the same requests,
                    only the loader class differs, so the whole difference is the loader's
   floor share    = the same for the inline floor loader (least any loader pays here)
