@@ -53,8 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cli import describe_dloader, select_dloader
-from benchmarks.implementations import make_implementations
+from benchmarks.implementations import describe_dloader, make_implementations, select_dloader
 
 FLOOR = "floor"
 TWINS = ("compiled", "python")
@@ -118,8 +117,6 @@ class FloorLoader:
             await asyncio.sleep(0)
         self._batch = None
         values = await self._load_fn(batch)
-        if isinstance(values, dict):  # the demo's authors and users come as a mapping
-            values = [values[key] for key in batch]
         for key, value in zip(batch, values):
             self._values[key] = value
             for future in self._waiters.pop(key):
@@ -134,7 +131,8 @@ class RequestLoaders:
         self._loader_class = loader_class
         self._loaders: dict[Any, Any] = {}
 
-    def get(self, batch_function: Any) -> Any:
+    def __call__(self, batch_function: Any, name: str) -> Any:
+        """The demo's loader factory: its context asks once per loader it needs."""
         loader = self._loaders.get(batch_function)
         if loader is None:
             loader = self._loaders[batch_function] = self._loader_class(batch_function)
@@ -173,11 +171,11 @@ class Workload:
         import graphql
 
         demo = self.demo
-        context = demo.Context(demo.Database(self.db, 0.0), RequestLoaders(self.loader_class))
+        context = demo.Context(self.db, RequestLoaders(self.loader_class))
         result = await graphql.graphql(self.schema, demo.QUERY, context_value=context)
         if result.errors:
             raise RuntimeError(f"the query failed: {result.errors[0]}")
-        return result.data, dict(sorted(context.round_trips.items()))
+        return result.data, dict(sorted(context.round_trips().items()))
 
     async def requests(self, count: int) -> list[tuple[Any, dict[str, int]]]:
         return [await self.request() for _ in range(count)]

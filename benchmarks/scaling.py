@@ -33,8 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cli import describe_dloader, select_dloader
-from benchmarks.implementations import FLOOR, IMPLEMENTATION_NAMES, Implementation, make_implementations
+from benchmarks.implementations import (
+    FLOOR,
+    IMPLEMENTATION_NAMES,
+    Implementation,
+    describe_dloader,
+    make_implementations,
+    select_dloader,
+)
 from benchmarks.scenarios import Scenario, make_scenarios
 
 SCENARIOS = ("gather", "load_many", "cache_hits")

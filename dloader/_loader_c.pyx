@@ -784,8 +784,7 @@ cdef class DataLoader:
         in_flight = self._in_flight
         if not overwrite and (cache_key in self._cache_map or cache_key in self._errors or cache_key in in_flight):
             return
-        cdef bint failure = isinstance(value, Exception)
-        if failure:
+        if isinstance(value, Exception):
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
         else:
@@ -801,7 +800,7 @@ cdef class DataLoader:
                 self._queue_keys.pop(cache_key, None)
                 if not queue:
                     self._dispatcher.remove(self)
-                if failure:
+                if isinstance(value, Exception):
                     self._fail_entry(entry, value)
                 else:
                     self._deliver_entry(entry, value)

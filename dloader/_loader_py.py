@@ -727,8 +727,7 @@ class DataLoader(Generic[_K, _V]):
         in_flight = self._in_flight
         if not overwrite and (cache_key in self._cache_map or cache_key in self._errors or cache_key in in_flight):
             return
-        failure = isinstance(value, Exception)
-        if failure:
+        if isinstance(value, Exception):
             self._cache_map.pop(cache_key, None)
             self._errors[cache_key] = value
         else:
@@ -744,7 +743,7 @@ class DataLoader(Generic[_K, _V]):
                 self._queue_keys.pop(cache_key, None)
                 if not queue:
                     self._dispatcher.remove(self)  # type: ignore[union-attr]
-                if failure:
+                if isinstance(value, Exception):
                     self._fail_entry(entry, value)
                 else:
                     self._deliver_entry(entry, value)

@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from conftest import SETTLE_LIMIT, Recorder, assert_idle, loader_tasks, settle
 
 

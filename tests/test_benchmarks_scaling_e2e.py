@@ -107,7 +107,7 @@ def test_scaling_fails_a_loader_with_wrong_results_in_every_scenario() -> None:
     from benchmarks.implementations import Implementation, make_implementations
 
     (floor,) = make_implementations(["floor"])
-    wrong = Implementation("wrong", "off by one", lambda: WrongValuesLoader)
+    wrong = Implementation("wrong", "off by one", lambda: (WrongValuesLoader, WrongValuesLoader))
     assert floor.available() and wrong.available()
     results = scaling.measure([floor, wrong], scaling.PLANS["smoke"], "asyncio", progress=lambda line: None)
     failed = {(failure.scenario, failure.impl) for failure in results.failures}
