@@ -130,11 +130,9 @@ def test_a_task_factory_that_fails_leaves_nothing_queued(loader_cls: type, loop_
         previous = loop.get_task_factory()
         loop.set_task_factory(failing_factory)
         try:
+            call = (lambda: loader.load_many([1, 2, 2, 3])) if many else (lambda: loader.load(1))
             with pytest.raises(RuntimeError, match="no tasks today"):
-                if many:
-                    loader.load_many([1, 2, 2, 3])
-                else:
-                    loader.load(1)
+                call()
         finally:
             loop.set_task_factory(previous)
         assert_idle(loader)
