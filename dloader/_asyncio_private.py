@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("NATIVE_EAGER_START", "get_running_loop", "ready_queue", "thread_id_of")
+__all__ = ("NATIVE_EAGER_START", "future_factory", "get_running_loop", "ready_queue", "thread_id_of")
 
 
 def _public_get_running_loop() -> asyncio.AbstractEventLoop | None:
@@ -60,3 +61,16 @@ def thread_id_of(loop: asyncio.AbstractEventLoop) -> bool:
     not say, so elsewhere the exact check is kept.
     """
     return sys.version_info < (3, 12) and isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_thread_id")
+
+
+def future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[Any]]:
+    """``loop.create_future``, or what it does, made cheaper to call: load() calls it per key.
+
+    ``BaseEventLoop.create_future`` is ``return futures.Future(loop=self)`` (every CPython so
+    far). Where a loop keeps that method, a partial of the same constructor makes the same
+    future without a Python-level call (the compiled twin would pay a whole interpreter
+    frame for it); a loop that overrides it (uvloop, others) keeps its own.
+    """
+    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+        return functools.partial(asyncio.futures.Future, loop=loop)
+    return loop.create_future

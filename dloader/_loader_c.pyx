@@ -28,7 +28,7 @@ from contextvars import copy_context
 from types import CoroutineType, GenericAlias
 
 from . import _common
-from ._asyncio_private import NATIVE_EAGER_START, ready_queue, thread_id_of
+from ._asyncio_private import NATIVE_EAGER_START, future_factory, ready_queue, thread_id_of
 from ._asyncio_private import get_running_loop as _get_running_loop_function
 from ._common import DEFAULT, MAX_DISPATCH_WAITS
 from .value_cache import MISS
@@ -913,7 +913,7 @@ cdef class DataLoader:
 
     cdef _bind(self, object loop):
         self._loop = loop
-        self._create_future = loop.create_future
+        self._create_future = future_factory(loop)
         self._thread_check = thread_id_of(loop)
         self._dispatcher = _dispatcher_for(loop)
 

@@ -18,7 +18,7 @@ from types import CoroutineType, TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from . import _common
-from ._asyncio_private import NATIVE_EAGER_START, ready_queue, thread_id_of
+from ._asyncio_private import NATIVE_EAGER_START, future_factory, ready_queue, thread_id_of
 from ._asyncio_private import get_running_loop as _get_running_loop
 from ._common import DEFAULT, MAX_DISPATCH_WAITS, LoaderStats, LoadFunction
 from ._common import yield_once as _yield_once
@@ -853,7 +853,7 @@ class DataLoader(Generic[_K, _V]):
 
     def _bind(self, loop: AbstractEventLoop) -> None:
         self._loop = loop
-        self._create_future = loop.create_future
+        self._create_future = future_factory(loop)
         self._thread_check = thread_id_of(loop)
         self._dispatcher = _dispatcher_for(loop)
 
