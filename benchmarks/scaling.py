@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.scaling [--quick | --smoke] [--loop asyncio|uvloop] [--impl NAMES]
-                                 [--markdown PATH] [--svg PATH] [--json PATH]
+                                 [--markdown PATH] [--summary PATH] [--svg PATH] [--json PATH]
 
 For N = 10, 30, 100, ... 100,000 every implementation (the floor, dloader's two twins and the
 peers) runs each scenario round by round, interleaved and rotated like paired mode, timed on
@@ -320,6 +320,31 @@ def markdown(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUMMARY_SIZES = (10, 100, 1_000, 10_000, 100_000)
+SCENARIO_LABELS = {"gather": "`gather`", "load_many": "`load_many`", "cache_hits": "cache hits"}
+
+
+def summary(results: Results) -> str:
+    """The README's table: gc enabled, the floor's ns per key and every other ratio to it, at N = 10 … 100,000."""
+    columns = [name for name in _column_order(results) if name != FLOOR]
+    lines = [
+        "| scenario | N | floor, ns per key | " + " | ".join(columns) + " |",
+        "| --- | ---: | ---: |" + " ---: |" * len(columns),
+    ]
+    for scenario in SCENARIOS:
+        for n in results.sizes(scenario):
+            if n not in SUMMARY_SIZES:
+                continue
+            floor = results.median_ns(scenario, n, FLOOR, "on")
+            ratios = [results.median_ratio(scenario, n, name, "on") for name in columns]
+            lines.append(
+                f"| {SCENARIO_LABELS[scenario]} | {n:,} | {'–' if floor is None else _ns(floor)} | "
+                + " | ".join("–" if ratio is None else f"{ratio:.2f}" for ratio in ratios)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 # A fixed colour per implementation keeps the plot stable when one is missing.
 COLOURS = {
     "floor": "#000000",
@@ -416,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(IMPLEMENTATION_NAMES),
     )
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the tables to this file")
+    parser.add_argument(
+        "--summary", type=Path, metavar="PATH", help="write the README's table (gc enabled, ratios) to this file"
+    )
     parser.add_argument("--svg", type=Path, metavar="PATH", help="write the plot here (e.g. docs/scaling.svg)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every sample as JSON")
     parser.add_argument(
@@ -465,6 +493,9 @@ def _report(results: Results, args: argparse.Namespace) -> int:
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text)
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(summary(results))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results.to_json(), indent=1) + "\n")
