@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.implementations import describe_dloader, make_implementations, select_dloader
+from benchmarks.implementations import describe_dloader, make_implementations, new_loop, select_dloader
 
 FLOOR = "floor"
 TWINS = ("compiled", "python")
@@ -188,14 +188,6 @@ def fingerprint(outcomes: list[tuple[Any, dict[str, int]]]) -> dict[str, Any]:
     if any(other != trips for _, other in outcomes):
         raise RuntimeError("round trips differ between requests of one loader")
     return {"data_sha256": hashlib.sha256(data).hexdigest(), "round_trips": trips}
-
-
-def new_loop(name: str) -> asyncio.AbstractEventLoop:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 def _settle() -> None:

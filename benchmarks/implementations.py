@@ -70,6 +70,15 @@ def describe_dloader(choice: str) -> dict[str, Any]:
     return info
 
 
+def new_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of ``name``: asyncio or uvloop (ImportError without uvloop)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def loop_factories(choice: str, skipped: list[str]) -> list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]]:
     """``choice``: asyncio, uvloop or both; a missing uvloop is reported in ``skipped``."""
     factories: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = []

@@ -62,8 +62,8 @@ class PairedResults:
         return self.cells.get((loop, scenario, impl))
 
 
-class _Timeout(Exception):
-    pass
+class SampleTimeout(Exception):
+    """A loader gave no result within the sample's time limit."""
 
 
 def summarize(values: list[float]) -> dict[str, float] | None:
@@ -88,7 +88,8 @@ def value_summary(cell: Cell) -> dict[str, float] | None:
     return summarize(cell.samples)
 
 
-def _check(result: Any, expected: Any) -> str | None:
+def check_result(result: Any, expected: Any) -> str | None:
+    """None when ``result`` is right, else what is wrong (the first wrong index of a list)."""
     if result == expected:
         return None
     if isinstance(result, list) and isinstance(expected, list) and len(result) == len(expected):
@@ -104,9 +105,15 @@ async def _drain() -> None:
         await asyncio.sleep(0)
 
 
-async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Settings, expected: Any) -> float:
-    """CPU ns of ``settings.inner`` runs with fresh loaders; raises on wrong results."""
-    states = [scenario.prepare(impl) for _ in range(settings.inner)]
+async def timed_sample(
+    scenario: Scenario, impl: Implementation, inner: int, limit: float, expected: Any, gc_off: bool | None = None
+) -> float:
+    """CPU ns per run of ``inner`` runs with fresh loaders; raises on wrong results or after ``limit`` s.
+
+    ``gc_off``: None leaves the collector as it is; a bool collects first (the sample starts with
+    empty young generations) and disables it during the timed region when true.
+    """
+    states = [scenario.prepare(impl) for _ in range(inner)]
     results: list[Any] = []
     append = results.append
     run = scenario.run
@@ -119,7 +126,11 @@ async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Sett
         expired.append(True)
         task.cancel()
 
-    watchdog = loop.call_later(settings.timeout, on_timeout)
+    watchdog = loop.call_later(limit, on_timeout)
+    if gc_off is not None:
+        gc.collect()
+        if gc_off:
+            gc.disable()
     clock = time.thread_time_ns
     try:
         started = clock()
@@ -131,15 +142,17 @@ async def _timed_sample(scenario: Scenario, impl: Implementation, settings: Sett
         if not expired:
             raise
         task.uncancel()
-        raise _Timeout(f"no result after {settings.timeout:g} s") from None
+        raise SampleTimeout(f"no result after {limit:g} s") from None
     finally:
+        if gc_off:
+            gc.enable()
         watchdog.cancel()
     await _drain()
     for result in results:
-        problem = _check(result, expected)
+        problem = check_result(result, expected)
         if problem is not None:
             raise AssertionError(problem)
-    return elapsed / settings.inner
+    return elapsed / inner
 
 
 async def _run_timed(
@@ -155,12 +168,12 @@ async def _run_timed(
             if impl not in alive:
                 continue
             try:
-                elapsed = await _timed_sample(scenario, impl, settings, expected)
+                elapsed = await timed_sample(scenario, impl, settings.inner, settings.timeout, expected)
             except Exception as error:  # wrong result, exception inside the loader, timeout
                 alive.remove(impl)
                 message = (
                     str(error)
-                    if isinstance(error, (AssertionError, _Timeout))
+                    if isinstance(error, (AssertionError, SampleTimeout))
                     else f"raised {type(error).__name__}: {error}"
                 )
                 results.failures.append(Failure(loop_name, scenario.name, impl.name, message))
@@ -182,7 +195,7 @@ async def _run_memory(
             for repeat in range(1 + settings.memory_repeats):
                 per_key, values = await scenario.measure(impl)
                 await _drain()
-                problem = _check(values, expected)
+                problem = check_result(values, expected)
                 if problem is not None:
                     raise AssertionError(problem)
                 if repeat:  # the first one also pays one-time allocations (type caches, ...)

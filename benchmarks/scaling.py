@@ -39,8 +39,11 @@ from benchmarks.implementations import (
     Implementation,
     describe_dloader,
     make_implementations,
+    new_loop,
     select_dloader,
 )
+from benchmarks.options import names_of
+from benchmarks.paired import SampleTimeout, timed_sample
 from benchmarks.scenarios import Scenario, make_scenarios
 
 SCENARIOS = ("gather", "load_many", "cache_hits")
@@ -147,61 +150,6 @@ class Results:
 # ------------------------------------------------------------------------------ measuring
 
 
-class _Expired(Exception):
-    pass
-
-
-def _check(result: Any, expected: Any) -> str | None:
-    if result == expected:
-        return None
-    if isinstance(result, list) and len(result) == len(expected):
-        for index, (got, want) in enumerate(zip(result, expected)):
-            if got != want:
-                return f"wrong result at index {index}: got {got!r:.80}, expected {want!r:.80}"
-    return f"wrong result: got {result!r:.120}, expected {expected!r:.120}"
-
-
-async def _sample(scenario: Scenario, impl: Implementation, inner: int, gc_off: bool, expected: Any) -> float:
-    """CPU ns per key of ``inner`` runs with fresh loaders; raises on a wrong result."""
-    states = [scenario.prepare(impl) for _ in range(inner)]
-    results: list[Any] = []
-    append = results.append
-    run = scenario.run
-    task = asyncio.current_task()
-    assert task is not None
-    expired: list[bool] = []
-
-    def on_timeout() -> None:  # a loader that never resolves fails its cell instead of hanging the run
-        expired.append(True)
-        task.cancel()
-
-    watchdog = asyncio.get_running_loop().call_later(SAMPLE_TIMEOUT, on_timeout)
-    gc.collect()  # every sample starts with empty young generations, whatever ran before it
-    clock = time.thread_time_ns
-    if gc_off:
-        gc.disable()
-    try:
-        started = clock()
-        for state in states:
-            append(await run(state))
-        elapsed = clock() - started
-    except asyncio.CancelledError:
-        if not expired:
-            raise
-        task.uncancel()
-        raise _Expired(f"no result after {SAMPLE_TIMEOUT:g} s") from None
-    finally:
-        gc.enable()
-        watchdog.cancel()
-    for _ in range(3):  # let done-callbacks the loaders left behind run before the next sample
-        await asyncio.sleep(0)
-    for result in results:
-        problem = _check(result, expected)
-        if problem is not None:
-            raise AssertionError(problem)
-    return elapsed / (inner * scenario.key_count())
-
-
 async def _measure_size(
     scenario: Scenario, impls: list[Implementation], plan: Plan, results: Results, alive: list[str]
 ) -> None:
@@ -218,11 +166,14 @@ async def _measure_size(
             if impl.name not in alive:
                 continue
             try:
-                per_key = await _sample(scenario, impl, inner, gc_mode == "off", expected)
+                per_run = await timed_sample(scenario, impl, inner, SAMPLE_TIMEOUT, expected, gc_off=gc_mode == "off")
+                per_key = per_run / scenario.key_count()
             except Exception as error:  # wrong result, an exception inside the loader, a timeout
                 alive.remove(impl.name)
                 message = (
-                    str(error) if isinstance(error, AssertionError | _Expired) else f"{type(error).__name__}: {error}"
+                    str(error)
+                    if isinstance(error, AssertionError | SampleTimeout)
+                    else f"{type(error).__name__}: {error}"
                 )
                 results.failures.append(Failure(scenario.name, n, impl.name, gc_mode, message))
                 continue
@@ -241,14 +192,6 @@ async def _measure(impls: list[Implementation], plan: Plan, results: Results, pr
             started = time.perf_counter()
             await _measure_size(scenario, impls, plan, results, alive)
             progress(f"  {scenario_name:<10} N={n:<7,} {time.perf_counter() - started:6.1f} s")
-
-
-def new_loop(name: str) -> asyncio.AbstractEventLoop:
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 def measure(
@@ -417,14 +360,6 @@ def write_svg(results: Results, path: Path) -> None:
 # ------------------------------------------------------------------------------ main
 
 
-def _names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in IMPLEMENTATION_NAMES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(IMPLEMENTATION_NAMES)}")
-    return names
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.scaling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -435,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument(
         "--impl",
-        type=_names,
+        type=names_of(IMPLEMENTATION_NAMES),
         metavar="NAMES",
         help="comma-separated implementations (default: all; the floor is always measured): "
         + ", ".join(IMPLEMENTATION_NAMES),

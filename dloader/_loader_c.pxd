@@ -45,6 +45,7 @@ cdef class _Dispatcher:
     cdef object remove(self, DataLoader loader)
     cdef bint keys_arriving(self) except -1
     cdef _abandon(self)
+    cdef list _take(self)
 
 
 cdef class DataLoader:

@@ -338,13 +338,7 @@ cdef class _Dispatcher:
             if self.handle is task:
                 self._abandon()
             raise
-        # Take every pending loader's batches (inline: one call less for a lone load).
-        pending = self.pending
-        self.pending = []
-        self.handle = None
-        cdef list batches = []
-        for loader in pending:
-            (<DataLoader>loader)._take_batches(batches)
+        cdef list batches = self._take()
         cdef _Batch batch
         if len(batches) == 1 and (<_Batch>batches[0]).loader is owner:
             batch = <_Batch>batches[0]  # a lone batch runs in this task, named after its loader
@@ -371,14 +365,19 @@ cdef class _Dispatcher:
             loop = self.loop
             self.handle = loop.call_at(loop.time(), self._check)
             return
+        cdef list batches = self._take()
+        if batches:
+            self._start(batches, 0)
+
+    cdef list _take(self):
+        """Every pending loader's queued keys, now in flight, as batches in first-key order."""
         pending = self.pending
         self.pending = []
         self.handle = None
         cdef list batches = []
         for loader in pending:
             (<DataLoader>loader)._take_batches(batches)
-        if batches:
-            self._start(batches, 0)
+        return batches
 
     def _start(self, list batches not None, Py_ssize_t index):
         """Start batches in order; after an interrupt the rest start in the next iteration."""

@@ -286,13 +286,7 @@ class _Dispatcher:
             if self.handle is task:
                 self._abandon()
             raise
-        # Take every pending loader's batches (inline: one call less for a lone load).
-        pending = self.pending
-        self.pending = []
-        self.handle = None
-        batches: list[_Batch] = []
-        for loader in pending:
-            loader._take_batches(batches)
+        batches = self._take()
         if len(batches) == 1 and batches[0].loader is owner:
             batch = batches[0]  # a lone batch runs in this task, named after its loader
             batch.task = task
@@ -317,14 +311,19 @@ class _Dispatcher:
         if self.keys_arriving() and self.ready:  # an idle loop can bring no more keys before the next I/O
             self.handle = self.loop.call_at(self.loop.time(), self._check)
             return
+        batches = self._take()
+        if batches:
+            self._start(batches, 0)
+
+    def _take(self) -> list[_Batch]:
+        """Every pending loader's queued keys, now in flight, as batches in first-key order."""
         pending = self.pending
         self.pending = []
         self.handle = None
         batches: list[_Batch] = []
         for loader in pending:
             loader._take_batches(batches)
-        if batches:
-            self._start(batches, 0)
+        return batches
 
     def _start(self, batches: list[_Batch], index: int) -> None:
         """Start batches in order; after an interrupt the rest start in the next iteration."""
@@ -722,8 +721,7 @@ class DataLoader(Generic[_K, _V]):
         nothing changes for a key that has a cached value or failure or a running fetch
         (a queued key is still answered), as strawberry's and aiodataloader's prime.
         """
-        cache_key_fn = self._cache_key_fn
-        cache_key = key if cache_key_fn is None else cache_key_fn(key)
+        cache_key = self._cache_key(key)
         in_flight = self._in_flight
         if not overwrite and (cache_key in self._cache_map or cache_key in self._errors or cache_key in in_flight):
             return
@@ -971,12 +969,9 @@ class DataLoader(Generic[_K, _V]):
             return
         self._in_flight.update(zip(cache_keys, entries))
         size = self._batch_limit
-        if count <= size and self._max_concurrent_batches is None:  # the common case, inline
-            batch = _Batch(self, keys, cache_keys, entries, [token for _, token in tokens] if tokens else [])
-            self._batches.add(batch)
-            out.append(batch)
-        elif count <= size:
-            self._add_batch(out, _Batch(self, keys, cache_keys, entries, [token for _, token in tokens]))
+        if count <= size:
+            batch_tokens = [token for _, token in tokens] if tokens else []
+            self._add_batch(out, _Batch(self, keys, cache_keys, entries, batch_tokens))
         else:
             for start in range(0, count, size):
                 stop = start + size
